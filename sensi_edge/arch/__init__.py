@@ -1,0 +1,19 @@
+"""Per-family adapters: the only place that knows module names. Everything else asks an adapter."""
+from .bert import BertAdapter
+
+_ADAPTERS = {"bert": BertAdapter, "sensi_bert": BertAdapter}
+
+
+def adapter_for(model_or_config):
+    config = getattr(model_or_config, "config", model_or_config)
+    from ..errors import SensiEdgeError
+
+    try:
+        return _ADAPTERS[config.model_type]
+    except KeyError:
+        raise SensiEdgeError(
+            f"model type {config.model_type!r} is not supported yet (supported: {', '.join(sorted(_ADAPTERS))})"
+        ) from None
+
+
+__all__ = ["adapter_for", "BertAdapter"]

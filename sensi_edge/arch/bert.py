@@ -1,0 +1,57 @@
+"""BERT adapter: module names, geometry, mask hook points and physical removal.
+
+Granularity (the "tensor groups" that sensitivity ranks and the plan trims):
+- attention group of layer i: its heads. Removing head h removes rows h*d:(h+1)*d of the Q, K
+  and V weights/biases and the same columns of the attention-output (O) weight. Q/K/V/O are
+  one group because a head only exists in all four together.
+- ffn group of layer i: its neurons. Removing neuron j removes row j of the intermediate weight
+  and bias and column j of the FFN-output weight.
+Masking multiplies the input of O (per head) and of the FFN-output projection (per neuron), which
+is exactly what removing those rows/columns computes, so masked and pruned logits agree.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..cost import Geometry
+from ..modeling.modeling_sensi_bert import EmptyAttention
+
+
+class BertAdapter:
+    @staticmethod
+    def backbone(model):
+        return model.base_model
+
+    @staticmethod
+    def layers(model):
+        return list(model.base_model.encoder.layer)
+
+    @staticmethod
+    def geometry(model) -> Geometry:
+        cfg = model.config
+        head_dim = cfg.hidden_size // cfg.num_attention_heads
+        heads, ffn = [], []
+        for layer in BertAdapter.layers(model):
+            heads.append(0 if isinstance(layer.attention, EmptyAttention) else layer.attention.self.num_attention_heads)
+            dense = getattr(layer.intermediate, "dense", None)
+            ffn.append(0 if dense is None else dense.out_features)
+        return Geometry(cfg.hidden_size, head_dim, tuple(heads), tuple(ffn))
+
+    @staticmethod
+    def head_mask_point(layer) -> nn.Module | None:
+        """Module whose *input* is the per-head attention context (None when the layer has no heads)."""
+        return None if isinstance(layer.attention, EmptyAttention) else layer.attention.output.dense
+
+    @staticmethod
+    def ffn_mask_point(layer) -> nn.Module | None:
+        """Module whose *input* is the FFN activation (None when the layer has no neurons)."""
+        return getattr(layer.output, "dense", None)
+
+    @staticmethod
+    def attention_linears(layer):
+        sa = layer.attention.self
+        return sa.query, sa.key, sa.value, layer.attention.output.dense
+
+    @staticmethod
+    def ffn_linears(layer):
+        return layer.intermediate.dense, layer.output.dense

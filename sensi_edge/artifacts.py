@@ -1,0 +1,144 @@
+"""Typed, immutable hand-offs between pipeline stages, each with a JSON round-trip.
+
+A stage reads the previous stage's artifact from disk, never its in-memory state, so a killed
+run resumes from files and a plan can be replayed on a fresh copy of the base model
+("the plan is data, the model is derived from it").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .cost import Geometry
+
+SCHEMA_VERSION = 1
+
+
+def content_hash(payload) -> str:
+    """Short stable hash of a JSON-able value, to tie an artifact to what it was derived from."""
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    """Write JSON so that a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class GroupSensitivity:
+    layer: int
+    kind: str  # "attention" (heads: Q/K/V rows + O columns) | "ffn" (neurons: intermediate rows + output columns)
+    score: float  # higher = more sensitive = trimmed less
+    loss: float | None = None  # calibration loss with this group alone trimmed to the probe density
+    metric: float | None = None
+
+
+@dataclass(frozen=True)
+class SensitivityReport:
+    """Per-group sensitivity plus per-unit importance inside every group."""
+
+    method: str  # "probe" | "fisher"
+    probe_density: float
+    geometry: Geometry
+    dense_loss: float
+    dense_metric: float
+    groups: tuple[GroupSensitivity, ...]
+    head_importance: tuple[tuple[float, ...], ...]  # [layer][head]
+    neuron_importance: tuple[tuple[float, ...], ...]  # [layer][neuron]
+    calibration_rows: int
+    seconds: float
+    schema_version: int = SCHEMA_VERSION
+
+    def scores(self) -> dict[tuple[int, str], float]:
+        return {(g.layer, g.kind): g.score for g in self.groups}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["geometry"] = self.geometry.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SensitivityReport":
+        d = dict(d)
+        d["geometry"] = Geometry.from_dict(d["geometry"])
+        d["groups"] = tuple(GroupSensitivity(**g) for g in d["groups"])
+        d["head_importance"] = tuple(tuple(x) for x in d["head_importance"])
+        d["neuron_importance"] = tuple(tuple(x) for x in d["neuron_importance"])
+        return cls(**d)
+
+    def hash(self) -> str:
+        return content_hash(self.to_dict())
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> "SensitivityReport":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class TrimPlan:
+    """Which heads and FFN neurons every layer keeps. Replaying it on the base model rebuilds the trimmed one."""
+
+    dense: Geometry
+    keep_heads: tuple[tuple[int, ...], ...]  # [layer] -> sorted kept head indices
+    keep_neurons: tuple[tuple[int, ...], ...]  # [layer] -> sorted kept neuron indices
+    budget: dict
+    source: dict = field(default_factory=dict)  # hashes / names of what the plan was derived from
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def trimmed(self) -> Geometry:
+        return self.dense.with_sizes([len(h) for h in self.keep_heads], [len(n) for n in self.keep_neurons])
+
+    def to_dict(self) -> dict:
+        from .cost import encoder_flops, encoder_params
+
+        seq = self.budget.get("seq_len", 128)
+        return {
+            "schema_version": self.schema_version,
+            "dense": self.dense.to_dict(),
+            "budget": self.budget,
+            "source": self.source,
+            "summary": {
+                "heads_per_layer": list(self.trimmed.heads),
+                "ffn_per_layer": list(self.trimmed.ffn),
+                "encoder_params": [encoder_params(self.dense), encoder_params(self.trimmed)],
+                f"encoder_flops_seq{seq}": [encoder_flops(self.dense, seq), encoder_flops(self.trimmed, seq)],
+            },
+            "keep_heads": [list(h) for h in self.keep_heads],
+            "keep_neurons": [list(n) for n in self.keep_neurons],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrimPlan":
+        return cls(
+            dense=Geometry.from_dict(d["dense"]),
+            keep_heads=tuple(tuple(h) for h in d["keep_heads"]),
+            keep_neurons=tuple(tuple(n) for n in d["keep_neurons"]),
+            budget=d["budget"],
+            source=d.get("source", {}),
+            schema_version=d.get("schema_version", SCHEMA_VERSION),
+        )
+
+    def hash(self) -> str:
+        return content_hash(self.to_dict())
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> "TrimPlan":
+        return cls.from_dict(json.loads(Path(path).read_text()))
