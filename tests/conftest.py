@@ -20,7 +20,8 @@ def tiny_config(num_labels=2, layers=3, heads=4, hidden=32, ffn=48):
 
     vocab = AutoTokenizer.from_pretrained(default_model_path()).vocab_size
     return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=ffn, max_position_embeddings=128, num_labels=num_labels)
+                      intermediate_size=ffn, max_position_embeddings=128, num_labels=num_labels,
+                      initializer_range=0.2)  # wide enough init that a trimmed head visibly changes logits
 
 
 def save_tiny_bert(path: Path, num_labels=2, **kw) -> Path:

@@ -1,0 +1,135 @@
+"""Physical removal: masked vs pruned parity on random irregular plans, save/load round trips."""
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import BertForQuestionAnswering, BertForSequenceClassification
+
+from sensi_edge.arch import adapter_for
+from sensi_edge.artifacts import TrimPlan
+from sensi_edge.compress import count_saved_params
+from sensi_edge.cost import encoder_params
+from sensi_edge.masking import MaskSet, attach
+from sensi_edge.surgery import apply_plan, parity
+
+from conftest import tiny_config
+
+
+def random_plan(g, seed, empty_layer=True):
+    rnd = random.Random(seed)
+    heads, neurons = [], []
+    for i, (h, f) in enumerate(zip(g.heads, g.ffn)):
+        kh = 0 if (empty_layer and i == 0) else rnd.randint(0, h)
+        kf = 0 if (empty_layer and i == 1) else rnd.randint(0, f)
+        heads.append(tuple(sorted(rnd.sample(range(h), kh))))
+        neurons.append(tuple(sorted(rnd.sample(range(f), kf))))
+    return TrimPlan(g, tuple(heads), tuple(neurons), {"kind": "params"})
+
+
+def batch(vocab, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (3, 11), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForQuestionAnswering])
+@pytest.mark.parametrize("seed", range(4))
+def test_masked_equals_pruned_on_random_irregular_plans(cls, seed):
+    torch.manual_seed(seed)
+    cfg = tiny_config(num_labels=3 if cls is BertForSequenceClassification else 2, layers=4, heads=4, hidden=32, ffn=40)
+    model = cls(cfg).eval()
+    g = adapter_for(model).geometry(model)
+    plan = random_plan(g, seed)
+    trimmed = apply_plan(model, plan)
+    assert adapter_for(trimmed).geometry(trimmed) == plan.trimmed
+    assert plan.trimmed.heads[0] == 0 and plan.trimmed.ffn[1] == 0
+    b = batch(cfg.vocab_size, seed)
+    assert parity(model, trimmed, plan, b) < 1e-4
+    # the check can fail: the unmasked model differs from the pruned one
+    with torch.no_grad():
+        unmasked = model(**b)
+        pruned = trimmed(**b)
+    key = "logits" if hasattr(unmasked, "logits") else "start_logits"
+    assert (getattr(unmasked, key) - getattr(pruned, key)).abs().max() > 1e-3
+
+
+def test_every_layer_emptied_still_runs():
+    cfg = tiny_config(layers=2)
+    model = BertForSequenceClassification(cfg).eval()
+    g = adapter_for(model).geometry(model)
+    plan = TrimPlan(g, ((), ()), ((), ()), {"kind": "params"})
+    trimmed = apply_plan(model, plan)
+    assert parity(model, trimmed, plan, batch(cfg.vocab_size)) < 1e-4
+    assert sum(p.numel() for p in trimmed.bert.encoder.parameters()) == encoder_params(plan.trimmed)
+
+
+def test_masks_can_be_attached_and_removed():
+    cfg = tiny_config()
+    model = BertForSequenceClassification(cfg).eval()
+    g = adapter_for(model).geometry(model)
+    b = batch(cfg.vocab_size)
+    with torch.no_grad():
+        ref = model(**b).logits
+        with attach(model, MaskSet.from_plan(random_plan(g, 3))):
+            masked = model(**b).logits
+        after = model(**b).logits
+    assert (ref - masked).abs().max() > 1e-3
+    assert torch.equal(ref, after)
+
+
+def _save_trimmed(tmp_path, seed=1):
+    from transformers import AutoTokenizer
+
+    from sensi_edge.loading import default_model_path
+
+    torch.manual_seed(seed)
+    cfg = tiny_config(num_labels=3, layers=3)
+    model = BertForSequenceClassification(cfg).eval()
+    plan = random_plan(adapter_for(model).geometry(model), seed)
+    trimmed = apply_plan(model, plan)
+    out = tmp_path / "trimmed"
+    trimmed.save_pretrained(out)
+    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(out)
+    b = batch(cfg.vocab_size)
+    torch.save(b, tmp_path / "batch.pt")
+    with torch.no_grad():
+        torch.save(trimmed(**b).logits, tmp_path / "ref.pt")
+    return out, plan
+
+
+def test_reload_with_stock_transformers_in_fresh_process_without_sensi_edge(tmp_path):
+    out, plan = _save_trimmed(tmp_path)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "sensi_bert" and "AutoModelForSequenceClassification" in cfg["auto_map"]
+    code = f"""
+import sys, torch
+sys.modules['sensi_edge'] = None  # prove the checkpoint needs nothing from our package
+from transformers import AutoModelForSequenceClassification
+m = AutoModelForSequenceClassification.from_pretrained({str(out)!r}, trust_remote_code=True).eval()
+b = torch.load({str(tmp_path / 'batch.pt')!r})
+with torch.no_grad():
+    d = (m(**b).logits - torch.load({str(tmp_path / 'ref.pt')!r})).abs().max().item()
+print(d)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_reload_through_own_loader_without_trust_remote_code(tmp_path):
+    from sensi_edge.loading import load_classifier
+
+    out, plan = _save_trimmed(tmp_path, seed=2)
+    _, model = load_classifier(str(out), 3)
+    assert adapter_for(model).geometry(model) == plan.trimmed
+    with torch.no_grad():
+        d = (model.eval()(**torch.load(tmp_path / "batch.pt")).logits - torch.load(tmp_path / "ref.pt")).abs().max()
+    assert d < 1e-5
+    counts = count_saved_params(out)
+    assert counts["encoder"] == encoder_params(plan.trimmed)
