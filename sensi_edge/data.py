@@ -10,10 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
 from .errors import SensiEdgeError
 from .tasks import TaskSpec, resolve_columns
+
+# Reading and tokenising a split takes seconds; datasets' bars would only bury the messages that matter.
+datasets.disable_progress_bars()
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 

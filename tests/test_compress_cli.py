@@ -1,0 +1,128 @@
+"""compress end to end on a tiny model: CLI contract, saved artifacts, resume, and every bad input."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from sensi_edge.compress import CompressConfig, compress
+from sensi_edge.finetune import Recipe
+
+from conftest import sentiment_rows, write_jsonl
+
+FAST = ["--epochs", "1", "--batch-size", "8", "--calibration-samples", "8"]
+
+
+def test_cli_end_to_end_on_tiny_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "compress", "--model", str(tiny_model_dir), "--task", "sst2",
+         "--data", str(tiny_sst2_dir), "--budget", "0.5", "--budget-kind", "params", "--output", str(out),
+         "--max-train-samples", "32", "--max-seq-length", "32", "--seed", "3", *FAST],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert time.perf_counter() - start < 60
+    report = json.loads((out / "report.json").read_text())
+    assert report["params"]["encoder_after_saved"] <= 0.5 * report["params"]["encoder_before"]
+    assert report["params"]["encoder_after_saved"] == report["params"]["encoder_after_planned"]
+    assert report["masked_vs_pruned_max_abs_diff"] < 1e-4
+    assert report["dense_baseline"] is not None and "accuracy" in report["compressed"]
+    assert set(report["wall_seconds"]) >= {"baseline", "warmup", "sensitivity", "plan", "trim", "report", "total"}
+    assert report["rows"]["train"] == 32 and report["flops"]["seq_len"] == 32
+    for name in ("report.md", "sensitivity.json", "sensitivity.png", "plan.json", "model/config.json",
+                 "model/modeling_sensi_bert.py", "model/tokenizer.json"):
+        assert (out / name).exists(), name
+    assert not (tmp_path / "run.partial").exists()
+    assert not any(p.name.startswith("ckpt-") for p in out.iterdir())
+    assert "accuracy" in res.stdout and str(out) in res.stdout
+
+
+def _cfg(model, data, out, **kw):
+    return CompressConfig(task="sst2", data=str(data), output=out, model=str(model),
+                          recipe=Recipe(epochs=1, batch_size=8, save_steps=2), calibration_samples=8, **kw)
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(tiny_model_dir, tiny_sst2_dir, tmp_path, monkeypatch):
+    import sensi_edge.finetune as ft
+
+    out = tmp_path / "run"
+    real = ft.finetune
+
+    def dies_in_trim(*args, schedule=None, **kw):
+        if schedule is not None:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during trimmed fine-tuning
+        return real(*args, schedule=schedule, **kw)
+
+    monkeypatch.setattr(ft, "finetune", dies_in_trim)
+    with pytest.raises(KeyboardInterrupt):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, out), log=lambda m: None)
+    partial = tmp_path / "run.partial"
+    assert not out.exists() and (partial / "plan.json").exists()
+    stamps = {n: (partial / n).stat().st_mtime_ns for n in ("baseline.json", "sensitivity.json", "plan.json")}
+    monkeypatch.setattr(ft, "finetune", real)
+    runner = CliRunner()
+    fresh = runner.invoke(app, ["compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data",
+                                str(tiny_sst2_dir), "--output", str(out)])
+    assert fresh.exit_code == 2 and "--resume" in fresh.stderr
+    result = compress(_cfg(tiny_model_dir, tiny_sst2_dir, out), resume=True, log=lambda m: None)
+    assert result.output == out.resolve() and (out / "model" / "config.json").exists() and not partial.exists()
+    for name, stamp in stamps.items():
+        assert (out / name).stat().st_mtime_ns == stamp, f"{name} was recomputed"
+
+
+def _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **override):
+    args = {"--model": str(tiny_model_dir), "--task": "sst2", "--data": str(tiny_sst2_dir),
+            "--output": str(tmp_path / "out"), "--budget": "0.5"}
+    args.update(override)
+    flat = ["compress"] + [x for k, v in args.items() for x in (k, v)]
+    return CliRunner().invoke(app, flat)
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"--model": "./no/such/model"}, "model path ./no/such/model does not exist"),
+    ({"--model": "nobody-xyz/no-such-model"}, "cannot load model 'nobody-xyz/no-such-model'"),
+    ({"--task": "summarise"}, "unknown task 'summarise'"),
+    ({"--budget": "0"}, "budget 0.0 is a fraction and must be in (0, 1]"),
+    ({"--budget": "1.5"}, "budget 1.5 is a fraction and must be in (0, 1]"),
+    ({"--budget-kind": "latency"}, "unknown budget kind"),
+])
+def test_bad_arguments(tmp_path, tiny_model_dir, tiny_sst2_dir, override, message):
+    res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **override)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not any(tmp_path.glob("out*"))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing_split", "no 'validation' split"),
+    ("missing_column", "no column 'sentence'"),
+    ("bad_label", "label 7 outside the task's labels 0..1"),
+])
+def test_bad_data(tmp_path, tiny_model_dir, case, message):
+    d = tmp_path / "data"
+    rows = sentiment_rows(8)
+    if case == "missing_column":
+        rows = [{"text": r["sentence"], "label": r["label"]} for r in rows]
+    if case == "bad_label":
+        rows[2]["label"] = 7
+    write_jsonl(d / "train.jsonl", rows)
+    if case != "missing_split":
+        write_jsonl(d / "validation.jsonl", rows)
+    res = _bad(tmp_path, tiny_model_dir, d)
+    assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_output_with_other_content_is_refused(tmp_path, tiny_model_dir, tiny_sst2_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir)
+    assert res.exit_code == 2 and "already exists and is not empty" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and not (tmp_path / "out.partial").exists()
