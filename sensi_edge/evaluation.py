@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
@@ -27,19 +26,18 @@ def batches(encoded: Dataset, tokenizer, batch_size: int) -> list[dict]:
     return [collate([encoded[j] for j in range(i, min(i + batch_size, len(encoded)))]) for i in range(0, len(encoded), batch_size)]
 
 
-@torch.no_grad()
-def predict(model, encoded: Dataset, tokenizer, batch_size: int = 64, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) over a tokenised split, in row order."""
-    model.eval()
-    device = next(model.parameters()).device
+def predict(runner, encoded: Dataset, tokenizer, batch_size: int = 64, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) over a tokenised split, in row order; ``runner`` is a TorchRunner or OrtRunner."""
     logits, labels = [], []
     for batch in track(batches(encoded, tokenizer, batch_size), desc):
         labels.append(batch.pop("labels").numpy())
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        logits.append(out.logits.float().cpu().numpy())
+        logits.append(runner({k: v.numpy() for k, v in batch.items()})["logits"])
     return np.concatenate(logits), np.concatenate(labels)
 
 
 def evaluate_model(model, encoded: Dataset, tokenizer, task: TaskSpec, batch_size: int = 64) -> dict[str, float]:
-    logits, labels = predict(model, encoded, tokenizer, batch_size)
+    """Task metrics of a PyTorch model (moved to CPU: evaluation is a CPU deployment check)."""
+    from .runners import TorchRunner
+
+    logits, labels = predict(TorchRunner(model.cpu()), encoded, tokenizer, batch_size)
     return compute_metrics(task, logits, labels)

@@ -1,0 +1,77 @@
+"""One inference interface over PyTorch models and ONNX Runtime sessions.
+
+Scoring, parity checks and benchmarks all go through ``Runner.__call__(batch) -> outputs``,
+so a PyTorch folder and an ONNX file are measured by the same code path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SensiEdgeError
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class TorchRunner:
+    def __init__(self, model):
+        import torch
+
+        self.model = model.eval()
+        self._torch = torch
+        self.output_names = ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.no_grad():
+            out = self.model(**{k: torch.as_tensor(np.asarray(v)) for k, v in batch.items() if k in INPUT_NAMES})
+        return {name: getattr(out, name).float().numpy() for name in self.output_names}
+
+
+class OrtRunner:
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise SensiEdgeError(f"ONNX file {path} does not exist")
+        opts = ort.SessionOptions()
+        if threads:
+            # ORT ignores OMP_NUM_THREADS; this is the only knob that counts.
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise SensiEdgeError(f"cannot load ONNX file {path}: {str(exc).splitlines()[0][:200]}") from exc
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        feed = {k: np.asarray(batch[k], dtype=np.int64) for k in self.input_names}
+        return dict(zip(self.output_names, self.session.run(None, feed)))
+
+
+def open_runner(path: str | Path, threads: int | None = None):
+    """TorchRunner for a model folder, OrtRunner for an .onnx file."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OrtRunner(path, threads)
+    if not (path / "config.json").is_file():
+        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json")
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    from . import modeling  # noqa: F401
+    from .loading import load_config
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = load_config(str(path))
+    archs = getattr(config, "architectures", None) or []
+    cls = AutoModelForQuestionAnswering if any("QuestionAnswering" in a for a in archs) else AutoModelForSequenceClassification
+    try:
+        return TorchRunner(cls.from_pretrained(str(path)))
+    except Exception as exc:
+        raise SensiEdgeError(f"cannot load model from {path}: {str(exc).splitlines()[0][:200]}") from exc
