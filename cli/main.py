@@ -83,6 +83,85 @@ def compress(
     )
 
 
+@app.command()
+def export(
+    model_dir: Path = typer.Argument(..., help="a compress OUT/model folder or any BERT classification checkpoint"),
+    onnx: bool = typer.Option(False, "--onnx", help="export to ONNX (the only format so far; required)"),
+    output: Path = typer.Option(..., help="folder for the ONNX variants, tokenizer and export_report.json/.md"),
+    quantize: List[str] = typer.Option(["dynamic"], help="none | dynamic | static (repeat for several); fp32 is always made"),
+    task: Optional[str] = typer.Option(None, help="task preset [default: from the compress report beside the model]"),
+    data: Optional[str] = typer.Option(None, help="task data [default: from the compress report]"),
+    split: Optional[str] = typer.Option(None, help="split to verify on [default: the task's validation split]"),
+    max_eval_samples: Optional[int] = typer.Option(None),
+    parity_rows: int = typer.Option(64, help="validation rows for the logit parity check"),
+    calibration_rows: int = typer.Option(128, help="training rows that calibrate static quantization"),
+    max_metric_drop: float = typer.Option(1.0, help="reject a variant losing more points than this"),
+    allow_rejected: bool = typer.Option(False, help="exit 0 even when a variant is rejected"),
+    max_seq_length: int = typer.Option(128),
+    opset: int = typer.Option(17),
+    preset: Optional[str] = typer.Option(None, help="int8 preset: vnni | avx2 | avx512 | arm64 [default: this CPU]"),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
+):
+    """Export fused fp32 and int8 ONNX variants and verify each against PyTorch and the task metric."""
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.export import ExportConfig, export as run
+
+    if not onnx:
+        _fail("pass --onnx (ONNX is the only export format)")
+    if opset < 17:
+        _fail(f"--opset must be >= 17, got {opset}")
+    if parity_rows <= 0 or calibration_rows <= 0:
+        _fail("--parity-rows and --calibration-rows must be > 0")
+    cfg = ExportConfig(model_dir=model_dir, output=output, quantize=tuple(quantize), task=task, data=data, eval_split=split,
+                       max_eval_samples=max_eval_samples, parity_rows=parity_rows, calibration_rows=calibration_rows,
+                       max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, opset=opset, preset=preset,
+                       threads=threads)
+    try:
+        result = run(cfg, log=lambda m: typer.echo(m, err=True))
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    for v in result.report["variants"]:
+        typer.echo(f"{v['status']:>8}  {v['name']:<13} {result.output / v['file']}")
+    if result.rejected and not allow_rejected:
+        typer.echo(f"error: rejected variants: {', '.join(result.rejected)} (see {result.output / 'export_report.md'}); "
+                   "pass --allow-rejected to accept", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    path: Path = typer.Argument(..., help="a PyTorch model folder or an .onnx file"),
+    task: str = typer.Option(...),
+    data: str = typer.Option(...),
+    split: Optional[str] = typer.Option(None, help="[default: the task's validation split]"),
+    max_samples: Optional[int] = typer.Option(None),
+    max_seq_length: int = typer.Option(128),
+    batch_size: int = typer.Option(64),
+    threads: Optional[int] = typer.Option(None),
+    tokenizer: Optional[str] = typer.Option(None, help="tokenizer folder [default: beside the model]"),
+    text_column: Optional[List[str]] = typer.Option(None),
+    label_column: Optional[str] = typer.Option(None),
+    num_labels: Optional[int] = typer.Option(None),
+    json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+):
+    """Score a PyTorch folder or an ONNX file on a task split (same code path for both)."""
+    import json
+
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.scoring import evaluate_path
+
+    try:
+        r = evaluate_path(path, task, data, split, max_samples, max_seq_length, batch_size, threads, tokenizer,
+                          text_columns=list(text_column or []), label_column=label_column, num_labels=num_labels)
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    if json_out:
+        typer.echo(json.dumps(r, indent=2))
+    else:
+        typer.echo(f"{r['path']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items())
+                   + f" on {r['rows']} rows of {r['split']}")
+
+
 def main() -> None:
     app()
 

@@ -58,8 +58,13 @@ def _load_hub(spec: str) -> DatasetDict:
         ) from exc
 
 
-def load_task_data(spec: str, task: TaskSpec) -> tuple[Dataset, Dataset, TaskSpec]:
-    """(train, validation, task with columns and label count resolved)."""
+def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> tuple[Dataset, Dataset, TaskSpec]:
+    """(train, validation, task with columns and label count resolved).
+
+    ``eval_split`` replaces the preset's validation split names (e.g. to score on ``train``).
+    """
+    if eval_split:
+        task = replace(task, validation_splits=(eval_split,))
     wanted = ["train", *task.validation_splits]
     path = Path(spec).expanduser()
     if path.is_dir():

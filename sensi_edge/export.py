@@ -1,0 +1,256 @@
+"""``export --onnx``: fused fp32 and int8 ONNX variants, each verified before it is trusted.
+
+For every variant: max |logit diff| and argmax agreement against PyTorch on ``parity_rows``
+validation rows, and the task metric on the validation split. A variant that loses more than
+``max_metric_drop`` points (or an fp32 graph that drifts > 1e-4 from PyTorch, or whose fused
+Attention head counts differ from the model's) is rejected: moved to ``rejected/`` and marked in
+the report. Everything is written to ``OUT.partial`` and renamed when complete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import write_json_atomic
+from .errors import SensiEdgeError
+
+FP32_TOLERANCE = 1e-4
+QUANT_MODES = ("none", "dynamic", "static")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    model_dir: Path
+    output: Path
+    quantize: tuple[str, ...] = ("dynamic",)
+    task: str | None = None  # default: from the compress report beside the model
+    data: str | None = None
+    eval_split: str | None = None
+    max_eval_samples: int | None = None
+    parity_rows: int = 64
+    calibration_rows: int = 128
+    max_metric_drop: float = 1.0
+    max_seq_length: int = 128
+    opset: int = 17
+    preset: str | None = None  # vnni | avx2 | avx512 | arm64; default: this CPU
+    threads: int | None = None
+    keep_unfused: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    output: Path
+    report: dict
+
+    @property
+    def rejected(self) -> list[str]:
+        return [v["name"] for v in self.report["variants"] if v["status"] == "rejected"]
+
+
+def _task_from_compress_report(model_dir: Path) -> dict | None:
+    for candidate in (model_dir / "report.json", model_dir.parent / "report.json"):
+        if candidate.is_file():
+            r = json.loads(candidate.read_text())
+            if "task" in r and "data" in r:
+                return r
+    return None
+
+
+def _check_output(output: Path) -> Path:
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    work = output.parent / f"{output.name}.partial"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # a stale partial export: exports are cheap to redo
+        work.mkdir()
+    except OSError as exc:
+        raise SensiEdgeError(f"cannot write {work}: {exc.strerror}; choose a writable --output") from exc
+    return work
+
+
+def _parity(ref: np.ndarray, out: np.ndarray) -> dict:
+    return {"max_abs_diff": float(np.abs(ref - out).max()), "argmax_agreement": float((ref.argmax(-1) == out.argmax(-1)).mean()),
+            "rows": int(len(ref))}
+
+
+def export(cfg: ExportConfig, log=print) -> ExportResult:
+    from .data import load_task_data
+    from .evaluation import batches, encode, predict
+    from .onnx_graph import attention_heads, export_model, fuse, op_counts
+    from .quantize import PRESETS, detect_preset, quantize_dynamic_int8, quantize_static_int8
+    from .runners import OrtRunner, open_runner
+    from .scoring import find_tokenizer
+    from .tasks import compute_metrics, get_task
+
+    model_dir = Path(cfg.model_dir).expanduser().resolve()
+    output = Path(cfg.output).expanduser().resolve()
+    bad = [q for q in cfg.quantize if q not in QUANT_MODES]
+    if bad:
+        raise SensiEdgeError(f"unknown --quantize {bad[0]!r}: use none, dynamic or static")
+    if cfg.preset and cfg.preset not in PRESETS:
+        raise SensiEdgeError(f"unknown --preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
+    if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
+        raise SensiEdgeError(f"{model_dir} is not a model folder (no config.json); pass a compress OUT/model folder")
+    source = _task_from_compress_report(model_dir)
+    task_name = cfg.task or (source["task"]["name"] if source else None)
+    data = cfg.data or (source["data"] if source else None)
+    if not task_name or not data:
+        raise SensiEdgeError("export verifies every variant on the task: pass --task and --data (or export a compress output)")
+    overrides = {}
+    if source and not cfg.task:
+        overrides = {"text_columns": source["task"]["text_columns"], "label_column": source["task"]["label_column"],
+                     "num_labels": source["task"]["num_labels"]}
+    task = get_task(task_name, **overrides)
+    train, val, task = load_task_data(data, task, cfg.eval_split)
+    if cfg.max_eval_samples:
+        val = val.select(range(min(cfg.max_eval_samples, len(val))))
+    tokenizer = find_tokenizer(model_dir)
+    torch_runner = open_runner(model_dir, cfg.threads)
+    from .arch import adapter_for
+
+    geometry = adapter_for(torch_runner.model).geometry(torch_runner.model)
+    work = _check_output(output)
+    try:
+        return _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log,
+                       PRESETS[cfg.preset] if cfg.preset else detect_preset())
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log, preset):
+    from .evaluation import batches, encode, predict
+    from .onnx_graph import attention_heads, export_model, fuse, op_counts
+    from .quantize import quantize_dynamic_int8, quantize_static_int8
+    from .runners import OrtRunner
+    from .tasks import compute_metrics
+
+    timings = {}
+    val_enc = encode(val, tokenizer, task, cfg.max_seq_length)
+    t0 = time.perf_counter()
+    ref_logits, labels = predict(torch_runner, val_enc, tokenizer, desc="PyTorch reference")
+    ref_metrics = compute_metrics(task, ref_logits, labels)
+    timings["pytorch_reference"] = time.perf_counter() - t0
+    n_par = min(cfg.parity_rows, len(val_enc))
+    log(f"PyTorch {task.metric}: {ref_metrics[task.metric]:.2f} on {len(labels)} rows")
+
+    steps = {}
+
+    def check_step(name: str, path: Path) -> dict:
+        """ORT against PyTorch on the parity rows, after every graph step."""
+        out, _ = predict(OrtRunner(path, cfg.threads), val_enc.select(range(n_par)), tokenizer, desc=f"parity {name}")
+        steps[name] = _parity(ref_logits[:n_par], out)
+        return steps[name]
+
+    t0 = time.perf_counter()
+    unfused = work / "model_unfused.onnx"
+    export_model(torch_runner.model, unfused, cfg.opset)
+    check_step("export", unfused)
+    fused = work / "model.onnx"
+    fuse(unfused, fused)
+    check_step("fuse", fused)
+    timings["export_and_fuse"] = time.perf_counter() - t0
+    log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}")
+
+    expected_heads = [h for h in geometry.heads if h > 0]
+    variants = [("fp32", fused, {"fused": True})]
+    if "dynamic" in cfg.quantize:
+        t0 = time.perf_counter()
+        dst = work / "model_int8_dynamic.onnx"
+        quantize_dynamic_int8(fused, dst, preset)
+        timings["quantize_dynamic"] = time.perf_counter() - t0
+        variants.append(("int8-dynamic", dst, {"fused": True, "quantization": {"mode": "dynamic", **preset.to_dict()}}))
+    if "static" in cfg.quantize:
+        t0 = time.perf_counter()
+        calib_rows = train.shuffle(seed=0).select(range(min(cfg.calibration_rows, len(train))))
+        calib = [{k: v.numpy() for k, v in b.items() if k != "labels"}
+                 for b in batches(encode(calib_rows, tokenizer, task, cfg.max_seq_length), tokenizer, 8)]
+        dst = work / "model_int8_static.onnx"
+        quantize_static_int8(unfused, dst, calib, preset)
+        timings["quantize_static"] = time.perf_counter() - t0
+        variants.append(("int8-static", dst, {"fused": False, "quantization": {
+            "mode": "static-qdq", "calibration_rows": len(calib_rows), **preset.to_dict()}}))
+
+    records = []
+    fp32_size = fused.stat().st_size
+    for name, path, info in variants:
+        t0 = time.perf_counter()
+        logits, _ = predict(OrtRunner(path, cfg.threads), val_enc, tokenizer, desc=f"scoring {name}")
+        metrics = compute_metrics(task, logits, labels)
+        timings[f"score_{name}"] = time.perf_counter() - t0
+        parity = _parity(ref_logits[:n_par], logits[:n_par])
+        drop = ref_metrics[task.metric] - metrics[task.metric]
+        reasons = []
+        if drop > cfg.max_metric_drop:
+            reasons.append(f"{task.metric} drops {drop:.2f} points (> {cfg.max_metric_drop})")
+        if name == "fp32" and parity["max_abs_diff"] > FP32_TOLERANCE:
+            reasons.append(f"fp32 logits differ from PyTorch by {parity['max_abs_diff']:.1e} (> {FP32_TOLERANCE})")
+        heads = attention_heads(path)
+        if info["fused"] and heads and heads != expected_heads:
+            reasons.append(f"fused Attention head counts {heads} differ from the model's {expected_heads}")
+        status = "rejected" if reasons else "accepted"
+        if status == "rejected":
+            (work / "rejected").mkdir(exist_ok=True)
+            path = path.rename(work / "rejected" / path.name)
+        records.append({
+            "name": name, "file": str(path.relative_to(work)), "size_bytes": path.stat().st_size,
+            "size_vs_fp32": path.stat().st_size / fp32_size, "ops": op_counts(path), "attention_heads": heads,
+            **info, "parity": parity, "metrics": metrics, "metric_drop": drop, "status": status, "reasons": reasons,
+        })
+        log(f"{name}: {task.metric} {metrics[task.metric]:.2f} (drop {drop:+.2f}), max |diff| {parity['max_abs_diff']:.2e}, "
+            f"{path.stat().st_size / 1e6:.1f} MB -> {status}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+
+    if not cfg.keep_unfused:
+        unfused.unlink()
+    tokenizer.save_pretrained(work)
+    report = {
+        "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
+        "validation_rows": int(len(labels)), "metric": task.metric, "pytorch_metrics": ref_metrics,
+        "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": cfg.max_seq_length,
+        "geometry": geometry.to_dict(), "graph_steps": steps, "variants": records,
+        "cpu_preset": preset.name, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "versions": _versions(),
+    }
+    write_json_atomic(work / "export_report.json", report)
+    (work / "export_report.md").write_text(render_markdown(report))
+    if output.exists():
+        output.rmdir()
+    work.rename(output)
+    return ExportResult(output, report)
+
+
+def _versions() -> dict:
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"onnx": __import__("onnx").__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def render_markdown(r: dict) -> str:
+    m = r["metric"]
+    lines = [
+        f"# sensi-edge export report: {r['task']['name']}",
+        "",
+        f"- model: `{r['model_dir']}`; data `{r['data']}` split `{r['split']}` ({r['validation_rows']} rows)",
+        f"- PyTorch {m}: {r['pytorch_metrics'][m]:.2f}; gate: reject a variant losing > {r['max_metric_drop']} point(s)",
+        f"- graph steps vs PyTorch: " + ", ".join(f"{k} max |diff| {v['max_abs_diff']:.1e}" for k, v in r["graph_steps"].items()),
+        f"- int8 preset: {r['cpu_preset']}",
+        "",
+        f"| variant | file | MB | size vs fp32 | {m} | drop | max abs logit diff | argmax agree | fused ops | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in r["variants"]:
+        ops = ", ".join(f"{k} {n}" for k, n in v["ops"].items() if k != "total_nodes")
+        lines.append(
+            f"| {v['name']} | {v['file']} | {v['size_bytes'] / 1e6:.2f} | {v['size_vs_fp32']:.2f} | {v['metrics'][m]:.2f} | "
+            f"{v['metric_drop']:+.2f} | {v['parity']['max_abs_diff']:.2e} | {v['parity']['argmax_agreement']:.3f} | {ops} | "
+            f"{v['status']}{' (' + '; '.join(v['reasons']) + ')' if v['reasons'] else ''} |")
+    return "\n".join(lines) + "\n"

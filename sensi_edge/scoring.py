@@ -1,0 +1,40 @@
+"""``evaluate``: the task metric of a PyTorch folder or an ONNX file, by one code path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SensiEdgeError
+
+
+def find_tokenizer(path: Path, tokenizer: str | None = None):
+    """The tokenizer saved beside the model (export writes it next to every ONNX file)."""
+    from transformers import AutoTokenizer
+
+    where = Path(tokenizer) if tokenizer else (path.parent if path.suffix == ".onnx" else path)
+    if not (where / "tokenizer_config.json").is_file() and not (where / "tokenizer.json").is_file():
+        raise SensiEdgeError(f"no tokenizer files in {where}; pass --tokenizer FOLDER")
+    return AutoTokenizer.from_pretrained(str(where))
+
+
+def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None = None,
+                  max_samples: int | None = None, max_seq_length: int = 128, batch_size: int = 64,
+                  threads: int | None = None, tokenizer: str | None = None, **task_overrides) -> dict:
+    from .data import load_task_data
+    from .evaluation import encode, predict
+    from .runners import open_runner
+    from .tasks import compute_metrics, get_task
+
+    path = Path(path)
+    if not path.exists():
+        raise SensiEdgeError(f"{path} does not exist; pass a model folder or an .onnx file")
+    task = get_task(task_name, **task_overrides)
+    _, rows, task = load_task_data(data, task, split)
+    if max_samples:
+        rows = rows.select(range(min(max_samples, len(rows))))
+    tok = find_tokenizer(path, tokenizer)
+    runner = open_runner(path, threads)
+    logits, labels = predict(runner, encode(rows, tok, task, max_seq_length), tok, batch_size)
+    if logits.shape[-1] != task.num_labels:
+        raise SensiEdgeError(f"{path} predicts {logits.shape[-1]} classes but task {task.name} has {task.num_labels}")
+    return {"path": str(path), "task": task.name, "data": data, "split": split or task.validation_splits[0],
+            "rows": int(len(labels)), "metrics": compute_metrics(task, logits, labels)}

@@ -1,0 +1,151 @@
+"""ONNX export of tiny irregular models: parity after each graph step, fused op counts, int8, the metric gate."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoTokenizer, BertForSequenceClassification
+from typer.testing import CliRunner
+
+from cli.main import app
+from sensi_edge.arch import adapter_for
+from sensi_edge.compress import CompressConfig, compress
+from sensi_edge.export import ExportConfig, export
+from sensi_edge.finetune import Recipe
+from sensi_edge.loading import default_model_path
+from sensi_edge.surgery import apply_plan
+
+from conftest import sentiment_rows, tiny_config, write_jsonl
+from test_surgery import random_plan
+
+INT8_MAX_DIFF_FRACTION = 0.15  # int8 parity tolerance: max |diff| <= 15% of the largest |fp32 logit|
+
+
+@pytest.fixture(scope="module")
+def sst2_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sst2")
+    write_jsonl(d / "train.jsonl", sentiment_rows(96))
+    write_jsonl(d / "validation.jsonl", sentiment_rows(48, seed=1))
+    return d
+
+
+@pytest.fixture(scope="module")
+def compressed_run(tmp_path_factory, sst2_dir):
+    """A tiny model that really learned the toy task, compressed to 50% by the real pipeline."""
+    from conftest import save_tiny_bert
+
+    root = tmp_path_factory.mktemp("compressed")
+    model_dir = save_tiny_bert(root / "base")
+    cfg = CompressConfig(task="sst2", data=str(sst2_dir), output=root / "run", model=str(model_dir),
+                         recipe=Recipe(epochs=4, learning_rate=2e-3, batch_size=8), calibration_samples=8, baseline=False)
+    result = compress(cfg, log=lambda m: None)
+    assert result.report["compressed"]["accuracy"] >= 90, "fixture model must be accurate for the gate test to mean anything"
+    return result.output
+
+
+def _irregular_model_dir(tmp_path, seed=0):
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(layers=4, heads=4, hidden=32, ffn=40)).eval()
+    plan = random_plan(adapter_for(model).geometry(model), seed)  # layer 0 has 0 heads, layer 1 has 0 neurons
+    trimmed = apply_plan(model, plan)
+    out = tmp_path / "model"
+    trimmed.save_pretrained(out)
+    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(out)
+    return out, plan
+
+
+def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
+    model_dir, plan = _irregular_model_dir(tmp_path)
+    res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
+                              data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16), log=lambda m: None)
+    r = res.report
+    assert r["graph_steps"]["export"]["max_abs_diff"] < 1e-4
+    assert r["graph_steps"]["fuse"]["max_abs_diff"] < 1e-4
+    v = {x["name"]: x for x in r["variants"]}
+    fp32 = v["fp32"]
+    layers_with_heads = [h for h in plan.trimmed.heads if h > 0]
+    assert fp32["ops"].get("Attention", 0) == len(layers_with_heads)
+    assert fp32["attention_heads"] == layers_with_heads
+    assert fp32["ops"]["SkipLayerNormalization"] == 2 * len(plan.trimmed.heads)
+    assert fp32["ops"].get("BiasGelu", 0) == sum(1 for f in plan.trimmed.ffn if f > 0)
+    assert fp32["parity"]["max_abs_diff"] < 1e-4 and fp32["status"] == "accepted"
+    dyn = v["int8-dynamic"]
+    assert dyn["ops"].get("QAttention", 0) == len(layers_with_heads) and dyn["ops"].get("MatMulInteger", 0) > 0
+    assert dyn["size_bytes"] < 0.5 * fp32["size_bytes"]
+    assert v["int8-static"]["ops"].get("QuantizeLinear", 0) > 0
+    for name in ("int8-dynamic", "int8-static"):
+        p = v[name]["parity"]
+        assert p["argmax_agreement"] >= 0.9, name
+    for f in ("model.onnx", "model_int8_dynamic.onnx", "model_int8_static.onnx", "tokenizer.json", "export_report.md"):
+        assert (res.output / f).exists(), f
+    assert not (tmp_path / "onnx.partial").exists()
+
+
+def test_compressed_model_export_uses_its_report_and_keeps_accuracy(tmp_path, compressed_run):
+    from sensi_edge.runners import OrtRunner, open_runner
+
+    res = CliRunner().invoke(app, ["export", str(compressed_run / "model"), "--onnx", "--output", str(tmp_path / "onnx")])
+    assert res.exit_code == 0, res.stderr
+    r = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
+    assert r["task"]["name"] == "sst2" and all(v["status"] == "accepted" for v in r["variants"])
+    # int8 parity within the stated tolerance, measured here independently of the report
+    torch_runner = open_runner(compressed_run / "model")
+    ort = OrtRunner(tmp_path / "onnx" / "model_int8_dynamic.onnx")
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "onnx"))
+    enc = dict(tok(["the film was great fun", "the film was awful and dull"], padding=True, return_tensors="np"))
+    ref, out = torch_runner(enc)["logits"], ort(enc)["logits"]
+    assert np.abs(ref - out).max() <= INT8_MAX_DIFF_FRACTION * np.abs(ref).max()
+    # evaluate scores the PyTorch folder and the ONNX file by the same path, with the same result on fp32
+    scores = []
+    for target in (compressed_run / "model", tmp_path / "onnx" / "model.onnx"):
+        ev = CliRunner().invoke(app, ["evaluate", str(target), "--task", "sst2", "--data", r["data"], "--json"])
+        assert ev.exit_code == 0, ev.stderr
+        scores.append(json.loads(ev.stdout)["metrics"]["accuracy"])
+    assert scores[0] == scores[1] == r["pytorch_metrics"]["accuracy"]
+
+
+def test_metric_gate_rejects_a_broken_variant(tmp_path, compressed_run, monkeypatch):
+    import sensi_edge.quantize as q
+
+    real = q.quantize_dynamic_int8
+
+    def broken(src, dst, preset):
+        real(src, dst, preset)
+        m = onnx.load(str(dst))  # flip the sign of the logits: every prediction changes
+        for node in m.graph.node:
+            node.output[:] = ["logits_raw" if o == "logits" else o for o in node.output]
+        m.graph.node.append(onnx.helper.make_node("Neg", ["logits_raw"], ["logits"]))
+        onnx.save(m, str(dst))
+
+    monkeypatch.setattr(q, "quantize_dynamic_int8", broken)
+    res = CliRunner().invoke(app, ["export", str(compressed_run / "model"), "--onnx", "--output", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "rejected variants: int8-dynamic" in res.stderr
+    r = json.loads((tmp_path / "o" / "export_report.json").read_text())
+    v = {x["name"]: x for x in r["variants"]}
+    assert v["int8-dynamic"]["status"] == "rejected" and v["int8-dynamic"]["file"].startswith("rejected/")
+    assert v["fp32"]["status"] == "accepted"
+    assert not (tmp_path / "o" / "model_int8_dynamic.onnx").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["{missing}", "--onnx"], "is not a model folder"),
+    (["{model}", "--onnx", "--quantize", "float8"], "unknown --quantize 'float8'"),
+    (["{model}"], "pass --onnx"),
+    (["{model}", "--onnx", "--data", "{data}"], "pass --task and --data"),
+])
+def test_export_bad_input(tmp_path, sst2_dir, args, message):
+    model_dir, _ = _irregular_model_dir(tmp_path)
+    fill = {"{missing}": str(tmp_path / "nope"), "{model}": str(model_dir), "{data}": str(sst2_dir)}
+    res = CliRunner().invoke(app, ["export", *[fill.get(a, a) for a in args], "--output", str(tmp_path / "o")])
+    assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_corrupt_onnx_file_is_reported(tmp_path, sst2_dir):
+    model_dir, _ = _irregular_model_dir(tmp_path)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(tmp_path)
+    res = CliRunner().invoke(app, ["evaluate", str(bad), "--task", "sst2", "--data", str(sst2_dir)])
+    assert res.exit_code == 2 and "cannot load ONNX file" in res.stderr
