@@ -162,6 +162,68 @@ def evaluate(
                    + f" on {r['rows']} rows of {r['split']}")
 
 
+@app.command()
+def bench(
+    models: List[Path] = typer.Argument(..., help="model folders and/or .onnx files"),
+    output: Path = typer.Option(Path("bench_report.json"), help="JSON report (a .md table is written beside it)"),
+    baseline: Optional[Path] = typer.Option(None, help="baseline model [default: the dense model the variants came from]"),
+    no_baseline: bool = typer.Option(False, help="measure without a baseline"),
+    batch: int = typer.Option(1),
+    seq_len: Optional[int] = typer.Option(None, help="[default: 128, 384 for QA models]"),
+    threads: List[int] = typer.Option([1, 2], help="thread counts (repeat the flag)"),
+    runs: int = typer.Option(100, help="runs per variant (or --seconds, whichever comes first)"),
+    seconds: float = typer.Option(10.0, help="measured seconds per variant (or --runs)"),
+    warmup: int = typer.Option(10),
+):
+    """Latency of model folders and ONNX files, interleaved, with ratios to a baseline measured in the same run."""
+    from sensi_edge.bench import BenchConfig, bench as run, render_markdown, save
+    from sensi_edge.errors import SensiEdgeError
+
+    cfg = BenchConfig(models=tuple(models), baseline=baseline, auto_baseline=not no_baseline, batch=batch, seq_len=seq_len,
+                      threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds)
+    try:
+        report = run(cfg, log=lambda m: typer.echo(m, err=True))
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    save(report, output)
+    typer.echo(render_markdown(report))
+    typer.echo(f"report: {output}")
+
+
+@app.command()
+def bundle(
+    onnx_file: Path = typer.Argument(..., help="an exported .onnx file"),
+    output: Path = typer.Option(..., help="bundle folder to copy to the device"),
+    seq_len: Optional[int] = typer.Option(None, help="[default: 128, 384 for QA]"),
+    threads: List[int] = typer.Option([1], help="default thread counts run.py measures"),
+):
+    """A self-contained folder (model, tokenizer, samples, manifest, run.py) to benchmark on any board."""
+    from sensi_edge.bundle import bundle as run
+    from sensi_edge.errors import SensiEdgeError
+
+    try:
+        out = run(onnx_file, output, seq_len, tuple(threads))
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    typer.echo(f"bundle: {out} (on the device: pip install onnxruntime numpy && python3 run.py)")
+
+
+@app.command()
+def report(
+    reports: List[Path] = typer.Argument(..., help="latency reports from bench or from bundles' run.py"),
+    output: Path = typer.Option(Path("merged"), help="writes OUTPUT.md and OUTPUT.png"),
+):
+    """Merge latency reports from several devices and variants into one Markdown table and a plot."""
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.report import merge
+
+    try:
+        md, png = merge(reports, output)
+    except SensiEdgeError as exc:
+        _fail(str(exc))
+    typer.echo(f"{md}\n{png}")
+
+
 def main() -> None:
     app()
 

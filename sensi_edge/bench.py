@@ -1,0 +1,270 @@
+"""``bench``: latency of PyTorch folders and ONNX files, side by side in one run.
+
+Variants are measured in shuffled, interleaved rounds (see ``bundle_runtime.interleaved``) so
+machine noise hits them alike; every variant gets a speedup ratio against a baseline measured in
+the same rounds (default: the dense fp32 PyTorch model the variants came from). Load time,
+first-inference time and peak RSS come from a fresh subprocess per variant, so one variant's
+memory never counts against another. Achieved GFLOP/s is the FLOPs of the actual (trimmed,
+irregular) encoder over the median latency, shown against an ONNX Runtime GEMM ceiling measured
+in the same run (fp32 MatMul / int8 MatMulInteger).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import bundle_runtime as rt
+from .artifacts import write_json_atomic
+from .cost import Geometry, encoder_flops
+from .errors import SensiEdgeError
+
+INT8_OPS = {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QuantizeLinear", "QEmbedLayerNormalization"}
+
+
+@dataclass
+class Variant:
+    name: str
+    path: Path
+    kind: str  # "pytorch" | "onnx"
+    precision: str  # "fp32" | "int8"
+    geometry: Geometry | None
+    size_bytes: int
+    metric: dict | None = None
+    is_qa: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _export_report_for(path: Path) -> dict | None:
+    f = path.parent / "export_report.json"
+    if f.is_file():
+        return json.loads(f.read_text())
+    if path.parent.name == "rejected" and (path.parent.parent / "export_report.json").is_file():
+        return json.loads((path.parent.parent / "export_report.json").read_text())
+    return None
+
+
+def _compress_report_for(model_dir: Path) -> dict | None:
+    for f in (model_dir / "report.json", model_dir.parent / "report.json"):
+        if f.is_file():
+            r = json.loads(f.read_text())
+            if "compressed" in r:
+                return r
+    return None
+
+
+def describe(path: Path) -> Variant:
+    """What a path is: kind, precision, geometry (for FLOPs), size and known task metric."""
+    path = Path(path)
+    if not path.exists():
+        raise SensiEdgeError(f"{path} does not exist; pass model folders or .onnx files")
+    if path.suffix == ".onnx":
+        import onnx
+
+        try:
+            graph = onnx.load(str(path), load_external_data=False).graph
+        except Exception as exc:
+            raise SensiEdgeError(f"{path} is not a valid ONNX file: {str(exc).splitlines()[0][:150]}") from exc
+        ops = {n.op_type for n in graph.node}
+        report = _export_report_for(path)
+        geometry = Geometry.from_dict(report["geometry"]) if report else None
+        metric = None
+        if report:
+            for v in report["variants"]:
+                if Path(v["file"]).name == path.name:
+                    metric = {"name": report["metric"], "value": v["metrics"][report["metric"]]}
+        outputs = [o.name for o in graph.output]
+        name = f"{path.parent.name}/{path.stem}"
+        return Variant(name, path, "onnx", "int8" if ops & INT8_OPS else "fp32", geometry, path.stat().st_size, metric,
+                       is_qa="start_logits" in outputs)
+    if not (path / "config.json").is_file():
+        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json")
+    from .loading import load_config
+
+    cfg = load_config(str(path))
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    heads = getattr(cfg, "layer_num_heads", [cfg.num_attention_heads] * cfg.num_hidden_layers)
+    ffn = getattr(cfg, "layer_intermediate_sizes", [cfg.intermediate_size] * cfg.num_hidden_layers)
+    report = _compress_report_for(path)
+    metric = {"name": report["metric"], "value": report["compressed"][report["metric"]]} if report else None
+    size = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
+    archs = getattr(cfg, "architectures", None) or []
+    return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
+                   Geometry(cfg.hidden_size, head_dim, tuple(heads), tuple(ffn)), size, metric,
+                   is_qa=any("QuestionAnswering" in a for a in archs))
+
+
+def auto_baseline(paths: list[Path]) -> Path | None:
+    """The dense pretrained model a compress/export output came from (recorded in its reports)."""
+    for p in paths:
+        p = Path(p)
+        model_dir = p
+        if p.suffix == ".onnx":
+            r = _export_report_for(p)
+            if not r:
+                continue
+            model_dir = Path(r["model_dir"])
+        r = _compress_report_for(model_dir)
+        if r and Path(str(r["model"])).exists():
+            return Path(r["model"])
+    return None
+
+
+def make_callable(v: Variant, threads: int):
+    if v.kind == "onnx":
+        return rt.ort_callable(rt.ort_session(v.path, threads))
+    import torch
+
+    from .runners import open_runner
+
+    runner = open_runner(v.path)
+
+    def run(feed):
+        torch.set_num_threads(threads)
+        return runner(feed)
+
+    return run
+
+
+def load_probe(path: Path, threads: int, batch: int, seq_len: int) -> dict:
+    """Load time, first-inference time and peak RSS of one variant in a fresh process."""
+    code = ("import json,sys; from sensi_edge.bench import _probe_main; "
+            f"print(json.dumps(_probe_main({str(path)!r}, {threads}, {batch}, {seq_len})))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise SensiEdgeError(f"cannot run {path}: {res.stderr.strip().splitlines()[-1][:200] if res.stderr.strip() else 'crashed'}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _probe_main(path: str, threads: int, batch: int, seq_len: int) -> dict:
+    base_rss = rt.peak_rss_mb()
+    v = describe(Path(path))
+    t0 = time.perf_counter()
+    fn = make_callable(v, threads)
+    load = time.perf_counter() - t0
+    feed = rt.random_inputs(batch, seq_len)
+    t0 = time.perf_counter()
+    fn(feed)
+    first = time.perf_counter() - t0
+    return {"load_seconds": load, "first_inference_seconds": first, "peak_rss_mb": rt.peak_rss_mb(),
+            "rss_before_load_mb": base_rss}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[Path, ...]
+    baseline: Path | None = None
+    auto_baseline: bool = True
+    batch: int = 1
+    seq_len: int | None = None  # default 128, 384 for QA models
+    threads: tuple[int, ...] = (1, 2)
+    warmup: int = 10
+    min_runs: int = 100
+    min_seconds: float = 10.0
+    ceiling_seconds: float = 2.0
+
+
+def bench(cfg: BenchConfig, log=print) -> dict:
+    import os
+
+    if not cfg.models:
+        raise SensiEdgeError("give at least one model folder or .onnx file")
+    if cfg.batch < 1:
+        raise SensiEdgeError(f"--batch must be >= 1, got {cfg.batch}")
+    if any(t < 1 or t > 256 for t in cfg.threads):
+        raise SensiEdgeError(f"--threads must be between 1 and 256, got {list(cfg.threads)}")
+    if cfg.seq_len is not None and not 1 <= cfg.seq_len <= 512:
+        raise SensiEdgeError(f"--seq-len must be in [1, 512], got {cfg.seq_len}")
+    if cfg.min_runs < 1 or cfg.min_seconds <= 0:
+        raise SensiEdgeError("--runs must be >= 1 and --seconds > 0")
+    variants = [describe(Path(p)) for p in cfg.models]
+    base_path = cfg.baseline or (auto_baseline(list(cfg.models)) if cfg.auto_baseline else None)
+    baseline = None
+    if base_path is not None:
+        baseline = describe(Path(base_path))
+        baseline.name = f"baseline:{baseline.name}"
+        variants = [baseline] + [v for v in variants if v.path != baseline.path]
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        for i, v in enumerate(variants):
+            v.name = f"{i}:{v.name}"
+    seq = cfg.seq_len or (384 if any(v.is_qa for v in variants) else 128)
+    feed = rt.random_inputs(cfg.batch, seq)
+    env = rt.environment()
+    results = []
+    from .progress import track
+
+    for threads in cfg.threads:
+        log(f"threads {threads}: load probes, GEMM ceiling, {len(variants)} variants interleaved")
+        probes = {v.name: load_probe(v.path, threads, cfg.batch, seq) for v in track(variants, "load probes")}
+        ceiling = rt.gemm_ceiling(threads, min_seconds=cfg.ceiling_seconds)
+        fns = {v.name: make_callable(v, threads) for v in variants}
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            bar = progress.add_task(f"latency, {threads} thread(s)", total=1.0)
+            samples = rt.interleaved(fns, feed, cfg.warmup, cfg.min_runs, cfg.min_seconds,
+                                     progress=lambda f: progress.update(bar, completed=f))
+        base_median = rt.percentiles(samples[baseline.name])["median_ms"] if baseline else None
+        for v in variants:
+            stats = rt.percentiles(samples[v.name])
+            flops = encoder_flops(v.geometry, seq) * cfg.batch if v.geometry else None
+            gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
+            results.append({
+                "variant": v.name, "path": str(v.path), "kind": v.kind, "precision": v.precision, "threads": threads,
+                "batch": cfg.batch, "seq_len": seq, **stats, **probes[v.name], "size_bytes": v.size_bytes,
+                "flops": flops, "achieved_gflops": gflops, "ceiling_kind": v.precision,
+                "ceiling_gflops": ceiling[v.precision]["gflops"],
+                "pct_of_ceiling": 100 * gflops / ceiling[v.precision]["gflops"] if gflops else None,
+                "speedup_vs_baseline": base_median / stats["median_ms"] if base_median else None,
+                "is_baseline": baseline is not None and v.name == baseline.name,
+                "metric": v.metric, "geometry": v.geometry.to_dict() if v.geometry else None,
+            })
+    env["load_average_after"] = list(os.getloadavg())
+    import torch
+
+    env["versions"]["torch"] = torch.__version__
+    return {"schema": rt.REPORT_SCHEMA, "source": "bench", "environment": env,
+            "settings": {"batch": cfg.batch, "seq_len": seq, "threads": list(cfg.threads), "warmup": cfg.warmup,
+                         "min_runs": cfg.min_runs, "min_seconds": cfg.min_seconds,
+                         "flops_counted": "encoder matmul FLOPs of the actual architecture x batch"},
+            "baseline": baseline.name if baseline else None, "results": results}
+
+
+def render_markdown(report: dict) -> str:
+    env = report["environment"]
+    isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v) or "none detected"
+    s = report.get("settings", {})
+    lines = [
+        f"# Latency: {env['cpu']['model']} ({env['cpu']['machine']}, {env['cpu']['cores']} cores; {isa})",
+        "",
+        f"batch {s.get('batch')}, seq len {s.get('seq_len')}, warm-up {s.get('warmup')}, >= {s.get('min_runs')} runs or "
+        f">= {s.get('min_seconds')} s per variant, interleaved rounds; load average {env.get('load_average')} -> "
+        f"{env.get('load_average_after')}; versions {env['versions']}",
+        "",
+        "| variant | kind | threads | median ms | p90 ms | p99 ms | runs | speedup | GFLOP/s | % ceiling | load s | first s | peak RSS MB | MB on disk | metric |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        fmt = lambda x, f: (f.format(x) if x is not None else "-")  # noqa: E731
+        metric = f"{r['metric']['name']} {r['metric']['value']:.2f}" if r.get("metric") else "-"
+        lines.append(
+            f"| {r['variant']} | {r['kind']} {r['precision']} | {r['threads']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['runs']} | {fmt(r.get('speedup_vs_baseline'), '{:.2f}x')} | "
+            f"{fmt(r.get('achieved_gflops'), '{:.1f}')} | {fmt(r.get('pct_of_ceiling'), '{:.0f}%')} | "
+            f"{fmt(r.get('load_seconds'), '{:.2f}')} | {fmt(r.get('first_inference_seconds'), '{:.3f}')} | "
+            f"{fmt(r.get('peak_rss_mb'), '{:.0f}')} | {r['size_bytes'] / 1e6:.1f} | {metric} |")
+    ceilings = {}
+    for r in report["results"]:
+        ceilings[(r["threads"], r["ceiling_kind"])] = r["ceiling_gflops"]
+    lines += ["", "GEMM ceiling (ONNX Runtime, 128x768x3072): " + ", ".join(
+        f"{k} {t} thread(s) {v:.1f} GFLOP/s" for (t, k), v in sorted(ceilings.items()))]
+    return "\n".join(lines) + "\n"
+
+
+def save(report: dict, output: Path) -> None:
+    write_json_atomic(output, report)
+    output.with_suffix(".md").write_text(render_markdown(report))

@@ -1,0 +1,89 @@
+"""``bundle``: a folder to copy to a Raspberry Pi / phone / any board and benchmark there.
+
+Contents: model.onnx, tokenizer.json (when the export has one), samples.npz (real sentences
+tokenised here, with the outputs this machine's ONNX Runtime produced), manifest.json, and
+run.py -- a copy of ``bundle_runtime.py``, which needs only numpy + onnxruntime. run.py checks
+its outputs against the expected ones before timing anything and writes the same JSON report
+schema as ``sensi-edge bench``, so ``sensi-edge report`` merges device results directly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle_runtime
+from .bench import describe
+from .cost import encoder_flops
+from .errors import SensiEdgeError
+
+SAMPLE_TEXTS = (
+    ("A gorgeous, witty, seductive movie.", "Is it worth seeing?"),
+    ("The plot is a tired retread and the jokes fall flat.", "Was it any good?"),
+    ("Where was the treaty signed?", "The treaty was signed in Paris in 1783."),
+    ("Two dogs run across a snowy field.", "Animals are outside."),
+)
+
+
+def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,)) -> Path:
+    onnx_file, output = Path(onnx_file).resolve(), Path(output).resolve()
+    if onnx_file.suffix != ".onnx":
+        raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
+    v = describe(onnx_file)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    seq = seq_len or (384 if v.is_qa else 128)
+    work = output.parent / f"{output.name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        shutil.copy2(onnx_file, work / "model.onnx")
+        tok_file = onnx_file.parent / "tokenizer.json"
+        feed = _sample_inputs(onnx_file.parent, seq)
+        if tok_file.is_file():
+            shutil.copy2(tok_file, work / "tokenizer.json")
+        session = bundle_runtime.ort_session(work / "model.onnx", 1)
+        outputs = [o.name for o in session.get_outputs()]
+        expected = bundle_runtime.ort_callable(session)(feed)
+        np.savez(work / "samples.npz", **feed, **{f"expected_{n}": e for n, e in zip(outputs, expected)})
+        scale = max(float(np.abs(e).max()) for e in expected)
+        # fp32 kernels agree across ISAs to rounding; int8 kernels differ (VNNI vs NEON, u8/s8) by more
+        tol = ({"max_abs_diff": 0.1 * scale + 1e-3, "argmax_agreement": 0.75} if v.precision == "int8"
+               else {"max_abs_diff": 1e-3 * max(scale, 1.0), "argmax_agreement": 1.0})
+        manifest = {
+            "name": v.name, "model": "model.onnx", "samples": "samples.npz", "outputs": outputs, "tolerance": tol,
+            "seq_len": seq, "batch": 1, "threads": list(threads), "int8": v.precision == "int8",
+            "flops": encoder_flops(v.geometry, seq) if v.geometry else None,
+            "geometry": v.geometry.to_dict() if v.geometry else None, "metric": v.metric,
+            "tokenizer": "tokenizer.json" if tok_file.is_file() else None,
+            "created_with": bundle_runtime.environment()["versions"],
+        }
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        shutil.copy2(bundle_runtime.__file__, work / "run.py")
+        (work / "README.txt").write_text(
+            "sensi-edge device bundle\n\n"
+            "  pip install onnxruntime numpy        # tokenizers is optional\n"
+            "  python3 run.py --threads 1 2 4       # checks outputs, then writes report.json\n\n"
+            "Copy report.json back and merge reports with `sensi-edge report A.json B.json --output merged`.\n")
+        if output.exists():
+            output.rmdir()
+        os.replace(work, output)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return output
+
+
+def _sample_inputs(folder: Path, seq: int) -> dict:
+    """Real sentence pairs through the export's tokenizer, padded to ``seq`` (random ids if none)."""
+    if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        enc = tok([a for a, _ in SAMPLE_TEXTS], [b for _, b in SAMPLE_TEXTS], padding="max_length", truncation=True,
+                  max_length=seq, return_tensors="np")
+        return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    return bundle_runtime.random_inputs(len(SAMPLE_TEXTS), seq)

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Latency measurement core that needs only numpy and onnxruntime.
+
+``sensi-edge bench`` imports it; ``sensi-edge bundle`` copies this very file as ``run.py`` into a
+device bundle, so a Raspberry Pi measures with exactly the code this machine used. Keep it free
+of sensi_edge / torch / transformers imports.
+
+As a script (inside a bundle):  python3 run.py [--threads 1 2 4] [--runs 100] [--seconds 10] [--out report.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
+REPORT_SCHEMA = "sensi-edge/latency-report/1"
+
+
+def cpu_info() -> dict:
+    """CPU model and the ISA flags that decide int8/fp32 kernel speed."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware", "cpu model") and value.strip():
+                model = value.strip()
+            elif key in ("flags", "features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "machine": platform.machine(), "cores": os.cpu_count(),
+            "isa": {f: f in flags for f in ISA_FLAGS}}
+
+
+def environment() -> dict:
+    import onnxruntime
+
+    env = {"cpu": cpu_info(), "python": platform.python_version(), "platform": platform.platform(),
+           "versions": {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}}
+    try:
+        env["load_average"] = list(os.getloadavg())
+    except OSError:
+        env["load_average"] = None
+    return env
+
+
+def peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+    except Exception:
+        return None
+
+
+def percentiles(samples_ms: list[float]) -> dict:
+    a = np.asarray(samples_ms)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "runs": int(len(a))}
+
+
+def ort_session(path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # ORT ignores OMP_NUM_THREADS
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_callable(session):
+    names = [i.name for i in session.get_inputs()]
+
+    def run(feed: dict):
+        return session.run(None, {k: feed[k] for k in names})
+
+    return run
+
+
+def random_inputs(batch: int, seq_len: int, vocab: int = 1000, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, 1000 + vocab, size=(batch, seq_len), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def interleaved(variants: dict, feed: dict, warmup: int, min_runs: int, min_seconds: float, progress=None) -> dict:
+    """Latency samples per variant, run in shuffled rounds so machine noise hits all alike.
+
+    Stops when every variant has min_runs samples or min_seconds of measured time.
+    """
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn(feed)
+    samples = {name: [] for name in variants}
+    spent = {name: 0.0 for name in variants}
+    order = list(variants)
+    rng = random.Random(0)
+    while not all(len(samples[n]) >= min_runs or spent[n] >= min_seconds for n in order):
+        rng.shuffle(order)
+        for name in order:
+            t0 = time.perf_counter()
+            variants[name](feed)
+            dt = time.perf_counter() - t0
+            samples[name].append(dt * 1e3)
+            spent[name] += dt
+        if progress:
+            progress(min(min(len(samples[n]) / min_runs, spent[n] / min_seconds) for n in order))
+    return samples
+
+
+def gemm_ceiling(threads: int, m: int = 128, k: int = 768, n: int = 3072, min_seconds: float = 2.0) -> dict:
+    """Best GFLOP/s of one fp32 MatMul and one int8 MatMulInteger in ONNX Runtime on this CPU."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for kind in ("fp32", "int8"):
+        if kind == "fp32":
+            w = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "W")
+            node = helper.make_node("MatMul", ["A", "W"], ["Y"])
+            a_type, y_type, a = TensorProto.FLOAT, TensorProto.FLOAT, rng.standard_normal((m, k)).astype(np.float32)
+        else:
+            w = numpy_helper.from_array(rng.integers(-127, 127, (k, n), dtype=np.int8), "W")
+            node = helper.make_node("MatMulInteger", ["A", "W"], ["Y"])
+            a_type, y_type, a = TensorProto.UINT8, TensorProto.INT32, rng.integers(0, 255, (m, k), dtype=np.uint8)
+        graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", a_type, [m, k])],
+                                  [helper.make_tensor_value_info("Y", y_type, [m, n])], [w])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        for _ in range(5):
+            sess.run(None, {"A": a})
+        times, start = [], time.perf_counter()
+        while time.perf_counter() - start < min_seconds or len(times) < 20:
+            t0 = time.perf_counter()
+            sess.run(None, {"A": a})
+            times.append(time.perf_counter() - t0)
+        flops = 2.0 * m * k * n
+        out[kind] = {"gflops": flops / float(np.percentile(times, 10)) / 1e9, "shape": [m, k, n]}
+    return out
+
+
+# ------------------------------------------------------------------ bundle script entry point
+def _bundle_main(argv=None) -> int:
+    here = Path(__file__).resolve().parent
+    manifest = json.loads((here / "manifest.json").read_text())
+    ap = argparse.ArgumentParser(description="Check and benchmark this sensi-edge bundle with onnxruntime.")
+    ap.add_argument("--threads", type=int, nargs="+", default=manifest.get("threads", [1]))
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=here / "report.json")
+    ap.add_argument("--check-only", action="store_true", help="verify outputs and exit")
+    args = ap.parse_args(argv)
+    if any(t < 1 for t in args.threads) or args.runs < 1:
+        print("error: --threads and --runs must be >= 1", file=sys.stderr)
+        return 2
+    model = here / manifest["model"]
+    samples = np.load(here / manifest["samples"])
+    feed = {k: samples[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    t0 = time.perf_counter()
+    session = ort_session(model, args.threads[0])
+    load_s = time.perf_counter() - t0
+    run = ort_callable(session)
+    t0 = time.perf_counter()
+    outputs = run(feed)
+    first_s = time.perf_counter() - t0
+    check = {}
+    for name, got in zip(manifest["outputs"], outputs):
+        want = samples[f"expected_{name}"]
+        diff = float(np.abs(got - want).max())
+        check[name] = {"max_abs_diff": diff, "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean())}
+    tol = manifest["tolerance"]
+    ok = all(c["max_abs_diff"] <= tol["max_abs_diff"] and c["argmax_agreement"] >= tol["argmax_agreement"]
+             for c in check.values())
+    print(f"output check: {'OK' if ok else 'FAILED'} {json.dumps(check)}")
+    report = {"schema": REPORT_SCHEMA, "source": "bundle", "environment": environment(), "output_check": {"ok": ok, **check},
+              "results": []}
+    if not args.check_only and ok:
+        seq = manifest["seq_len"]
+        bench_feed = random_inputs(manifest.get("batch", 1), seq, seed=1)
+        for threads in args.threads:
+            sess = ort_session(model, threads)
+            fn = ort_callable(sess)
+            lat = interleaved({manifest["name"]: fn}, bench_feed, args.warmup, args.runs, args.seconds)[manifest["name"]]
+            ceiling = gemm_ceiling(threads, min_seconds=1.0)
+            stats = percentiles(lat)
+            flops = manifest.get("flops")
+            kind = "int8" if manifest.get("int8") else "fp32"
+            gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
+            report["results"].append({
+                "variant": manifest["name"], "kind": "onnx", "threads": threads, "batch": manifest.get("batch", 1),
+                "seq_len": seq, **stats, "load_seconds": load_s, "first_inference_seconds": first_s,
+                "peak_rss_mb": peak_rss_mb(), "flops": flops, "achieved_gflops": gflops,
+                "ceiling_gflops": ceiling[kind]["gflops"], "ceiling_kind": kind,
+                "pct_of_ceiling": (100 * gflops / ceiling[kind]["gflops"]) if gflops else None,
+                "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
+            })
+            print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_bundle_main())

@@ -1,0 +1,83 @@
+"""``report``: merge latency reports from several devices and variants into one table and plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .bundle_runtime import REPORT_SCHEMA
+from .errors import SensiEdgeError
+
+
+def load_reports(paths: list[Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        try:
+            r = json.loads(Path(p).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SensiEdgeError(f"cannot read report {p}: {exc}") from exc
+        if r.get("schema") != REPORT_SCHEMA:
+            raise SensiEdgeError(f"{p} is not a sensi-edge latency report (schema {r.get('schema')!r})")
+        out.append(r)
+    return out
+
+
+def rows(reports: list[dict]) -> list[dict]:
+    merged = []
+    for r in reports:
+        cpu = r["environment"]["cpu"]
+        device = f"{cpu['model']} ({cpu['machine']})"
+        for res in r["results"]:
+            merged.append({"device": device, **res})
+    return merged
+
+
+def merge(paths: list[Path], output: Path) -> tuple[Path, Path]:
+    """OUTPUT.md (one table) and OUTPUT.png (latency vs metric, marker area ~ file size)."""
+    if not paths:
+        raise SensiEdgeError("give at least one report.json")
+    table = rows(load_reports(paths))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["| device | variant | kind | threads | seq | median ms | p90 ms | speedup | MB | metric |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in sorted(table, key=lambda t: (t["device"], t["threads"], t["median_ms"])):
+        metric = f"{t['metric']['name']} {t['metric']['value']:.2f}" if t.get("metric") else "-"
+        speed = f"{t['speedup_vs_baseline']:.2f}x" if t.get("speedup_vs_baseline") else "-"
+        lines.append(f"| {t['device']} | {t['variant']} | {t['kind']} {t.get('precision', '')} | {t['threads']} | "
+                     f"{t['seq_len']} | {t['median_ms']:.2f} | {t['p90_ms']:.2f} | {speed} | {t['size_bytes'] / 1e6:.1f} | {metric} |")
+    md = output.with_suffix(".md")
+    md.write_text("# Merged latency reports\n\n" + "\n".join(lines) + "\n")
+    png = output.with_suffix(".png")
+    _plot(table, png)
+    return md, png
+
+
+def _plot(table: list[dict], path: Path) -> None:
+    """Left: latency vs file size (always known). Right: latency vs task metric (where known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    devices = sorted({t["device"] for t in table})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, dev in enumerate(devices):
+        pts = [t for t in table if t["device"] == dev]
+        for ax, key in zip(axes, ("size", "metric")):
+            sel = [t for t in pts if key == "size" or t.get("metric")]
+            ys = [t["size_bytes"] / 1e6 if key == "size" else t["metric"]["value"] for t in sel]
+            ax.scatter([t["median_ms"] for t in sel], ys, color=colors[i % len(colors)], alpha=0.7,
+                       label=dev if key == "size" else None)
+            for t, y in zip(sel, ys):
+                ax.annotate(f"{t['variant']} ({t['threads']}t)", (t["median_ms"], y), fontsize=6, alpha=0.8)
+    axes[0].set_ylabel("file size, MB")
+    axes[1].set_ylabel("task metric (variants with a known metric)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("median latency, ms (log)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("sensi-edge: latency vs size vs metric", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

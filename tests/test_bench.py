@@ -1,0 +1,106 @@
+"""bench / bundle / report on tiny models: structure and self-checks, never timing values."""
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from sensi_edge.bench import BenchConfig, bench
+from sensi_edge.export import ExportConfig, export
+
+from test_export import _irregular_model_dir, sst2_dir  # noqa: F401  (fixture)
+
+FAST = ["--runs", "5", "--seconds", "0.2", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, sst2_dir):  # noqa: F811
+    root = tmp_path_factory.mktemp("bench")
+    model_dir, plan = _irregular_model_dir(root)
+    res = export(ExportConfig(model_dir, root / "onnx", quantize=("dynamic",), task="sst2", data=str(sst2_dir),
+                              max_metric_drop=100.0), log=lambda m: None)
+    return model_dir, res.output, plan
+
+
+def test_bench_interleaves_variants_with_a_baseline(exported, tmp_path):
+    model_dir, onnx_dir, plan = exported
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", str(onnx_dir / "model.onnx"), str(onnx_dir / "model_int8_dynamic.onnx"),
+                                   "--baseline", str(model_dir), "--threads", "1", "--seq-len", "16",
+                                   "--output", str(out), *FAST])
+    assert res.exit_code == 0, res.stderr
+    r = json.loads(out.read_text())
+    assert r["baseline"].startswith("baseline:") and len(r["results"]) == 3
+    by = {x["variant"]: x for x in r["results"]}
+    base = by[r["baseline"]]
+    assert base["kind"] == "pytorch" and base["speedup_vs_baseline"] == pytest.approx(1.0)
+    int8 = [x for x in r["results"] if x["precision"] == "int8"]
+    assert len(int8) == 1 and int8[0]["ceiling_kind"] == "int8"
+    for x in r["results"]:
+        assert x["runs"] >= 5 and x["p90_ms"] >= x["median_ms"] > 0 and x["peak_rss_mb"] > 0
+        assert x["load_seconds"] > 0 and x["first_inference_seconds"] > 0
+        # FLOPs of the actual irregular encoder, not of the dense one
+        from sensi_edge.cost import encoder_flops
+
+        assert x["flops"] == encoder_flops(plan.trimmed, 16)
+        assert x["pct_of_ceiling"] > 0
+    assert "avx2" in r["environment"]["cpu"]["isa"] and r["environment"]["versions"]["onnxruntime"]
+    assert (tmp_path / "bench.md").read_text().count("\n|") >= 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["{missing}.onnx"], "does not exist"),
+    (["{bad}"], "not a valid ONNX file"),
+    (["{onnx}", "--threads", "0"], "--threads must be between 1 and 256"),
+    (["{onnx}", "--seq-len", "4096"], "--seq-len must be in [1, 512]"),
+])
+def test_bench_bad_input(exported, tmp_path, args, message):
+    _, onnx_dir, _ = exported
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    fill = {"{missing}.onnx": str(tmp_path / "missing.onnx"), "{bad}": str(bad), "{onnx}": str(onnx_dir / "model.onnx")}
+    res = CliRunner().invoke(app, ["bench", *[fill.get(a, a) for a in args], "--no-baseline", *FAST])
+    assert res.exit_code == 2 and message in res.stderr, res.stderr
+
+
+def test_bundle_runs_standalone_and_reports_merge(exported, tmp_path):
+    _, onnx_dir, _ = exported
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(app, ["bundle", str(onnx_dir / "model_int8_dynamic.onnx"), "--output", str(out),
+                                   "--seq-len", "32"])
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "manifest.json", "model.onnx", "run.py",
+                                                     "samples.npz", "tokenizer.json"]
+    # run.py must not need sensi_edge, torch or transformers
+    code = ("import sys, runpy; [sys.modules.__setitem__(m, None) for m in ('sensi_edge', 'torch', 'transformers')];"
+            f"sys.argv = ['run.py', '--runs', '3', '--seconds', '0.1', '--warmup', '1']; runpy.run_path({str(out / 'run.py')!r}, run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "output check: OK" in run.stdout
+    device = json.loads((out / "report.json").read_text())
+    assert device["output_check"]["ok"] and device["results"][0]["runs"] >= 3
+    # a tampered model fails the output check and measures nothing
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(out, broken)
+    import numpy as np
+
+    s = dict(np.load(broken / "samples.npz"))
+    s["expected_logits"] = s["expected_logits"] + 5.0
+    np.savez(broken / "samples.npz", **s)
+    bad = subprocess.run([sys.executable, str(broken / "run.py"), "--runs", "2"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "output check: FAILED" in bad.stdout
+    # merge the device report with a bench report
+    host = bench(BenchConfig(models=(onnx_dir / "model.onnx",), auto_baseline=False, seq_len=32, threads=(1,),
+                             warmup=1, min_runs=3, min_seconds=0.1, ceiling_seconds=0.1), log=lambda m: None)
+    (tmp_path / "host.json").write_text(json.dumps(host))
+    merged = CliRunner().invoke(app, ["report", str(out / "report.json"), str(tmp_path / "host.json"),
+                                      "--output", str(tmp_path / "merged")])
+    assert merged.exit_code == 0, merged.stderr
+    md = (tmp_path / "merged.md").read_text()
+    assert md.count("\n|") == 4 and (tmp_path / "merged.png").stat().st_size > 1000
+    notreport = CliRunner().invoke(app, ["report", str(out / "manifest.json")])
+    assert notreport.exit_code == 2 and "not a sensi-edge latency report" in notreport.stderr
