@@ -22,7 +22,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def compress(
-    task: str = typer.Option(..., help="sst2 | mnli | qnli | qqp | text-classification"),
+    task: str = typer.Option(..., help="sst2 | mnli | qnli | qqp | text-classification | squad"),
     data: str = typer.Option(..., help="folder of split files (train.jsonl, validation.jsonl ...) or hub NAME[:CONFIG]"),
     output: Path = typer.Option(..., help="run folder; the model lands in OUTPUT/model, the report in OUTPUT/report.json"),
     model: Optional[str] = typer.Option(None, help="hub id or local folder [default: packaged all-MiniLM-L6-v2]"),
@@ -34,7 +34,8 @@ def compress(
     batch_size: int = typer.Option(32),
     max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split"),
     max_eval_samples: Optional[int] = typer.Option(None, help="subsample the validation split"),
-    max_seq_length: int = typer.Option(128),
+    max_seq_length: Optional[int] = typer.Option(None, help="[default: 128, 384 for squad]"),
+    doc_stride: int = typer.Option(128, help="squad: token overlap between windows of a long context"),
     seed: int = typer.Option(42),
     calibration_samples: int = typer.Option(256, help="held-out training rows for sensitivity analysis"),
     sensitivity: str = typer.Option("probe", help="probe (trim each group, measure loss) | fisher (gradient estimate)"),
@@ -65,6 +66,7 @@ def compress(
         task=task, data=data, output=output, model=model, budget=budget, budget_kind=budget_kind, absolute=absolute,
         recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed),
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
+        doc_stride=doc_stride,
         calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
         warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, text_columns=tuple(text_column or ()),
         label_column=label_column, num_labels=num_labels,
@@ -97,7 +99,8 @@ def export(
     calibration_rows: int = typer.Option(128, help="training rows that calibrate static quantization"),
     max_metric_drop: float = typer.Option(1.0, help="reject a variant losing more points than this"),
     allow_rejected: bool = typer.Option(False, help="exit 0 even when a variant is rejected"),
-    max_seq_length: int = typer.Option(128),
+    max_seq_length: Optional[int] = typer.Option(None, help="[default: 128, 384 for squad]"),
+    doc_stride: int = typer.Option(128),
     opset: int = typer.Option(17),
     preset: Optional[str] = typer.Option(None, help="int8 preset: vnni | avx2 | avx512 | arm64 [default: this CPU]"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
@@ -114,7 +117,8 @@ def export(
         _fail("--parity-rows and --calibration-rows must be > 0")
     cfg = ExportConfig(model_dir=model_dir, output=output, quantize=tuple(quantize), task=task, data=data, eval_split=split,
                        max_eval_samples=max_eval_samples, parity_rows=parity_rows, calibration_rows=calibration_rows,
-                       max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, opset=opset, preset=preset,
+                       max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, doc_stride=doc_stride,
+                       opset=opset, preset=preset,
                        threads=threads)
     try:
         result = run(cfg, log=lambda m: typer.echo(m, err=True))
@@ -135,7 +139,7 @@ def evaluate(
     data: str = typer.Option(...),
     split: Optional[str] = typer.Option(None, help="[default: the task's validation split]"),
     max_samples: Optional[int] = typer.Option(None),
-    max_seq_length: int = typer.Option(128),
+    max_seq_length: Optional[int] = typer.Option(None, help="[default: 128, 384 for squad]"),
     batch_size: int = typer.Option(64),
     threads: Optional[int] = typer.Option(None),
     tokenizer: Optional[str] = typer.Option(None, help="tokenizer folder [default: beside the model]"),

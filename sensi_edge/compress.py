@@ -40,7 +40,8 @@ class CompressConfig:
     recipe: Recipe = field(default_factory=Recipe)
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    max_seq_length: int = 128
+    max_seq_length: int | None = None  # default: the task's (128; 384 for squad)
+    doc_stride: int = 128  # QA: overlap between windows of a long context
     calibration_samples: int = 256
     sensitivity_method: str = "probe"
     probe_density: float = 0.5
@@ -107,9 +108,11 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
 
     from .arch import adapter_for
     from .data import load_task_data
-    from .evaluation import batches, encode, evaluate_model
+    from .evaluation import batches
     from .finetune import TrimSchedule, finetune
-    from .loading import load_classifier, load_config, resolve_model
+    from .loading import load_config, load_for_task, resolve_model
+    from .runners import TorchRunner
+    from .task_eval import evaluator_for
     from .planner import Budget, build_plan
     from .sensitivity import analyse, plot_heatmap
     from .surgery import apply_plan, parity
@@ -118,13 +121,14 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     # ---- validate everything before writing anything -------------------------------------
     output = Path(cfg.output).expanduser().resolve()
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
-    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, cfg.max_seq_length)
+    seq_len = cfg.max_seq_length or task.default_seq_length
+    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
     for name, value, lo, hi in (("--probe-density", cfg.probe_density, 0, 1), ("--ramp", cfg.ramp, -1e-9, 1),
                                 ("--warmup-fraction", cfg.warmup_fraction, 0, 1)):
         if not lo < value <= hi:
             raise SensiEdgeError(f"{name} must be in ({max(lo, 0)}, {hi}], got {value}")
-    if cfg.max_seq_length < 8 or cfg.max_seq_length > 512:
-        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {cfg.max_seq_length}")
+    if seq_len < 8 or seq_len > 512:
+        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
     model_spec = resolve_model(cfg.model)
     load_config(model_spec)
     train, val, task = load_task_data(cfg.data, task)
@@ -139,21 +143,21 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     timer = _Timer(work / "timings.json")
 
     torch.manual_seed(cfg.recipe.seed)
-    tokenizer, _ = load_classifier(model_spec, task.num_labels)
+    tokenizer, _ = load_for_task(model_spec, task)
+    ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
     shuffled = train.shuffle(seed=cfg.recipe.seed)
     n_calib = min(cfg.calibration_samples, max(len(shuffled) // 5, 1))
     calib_rows = shuffled.select(range(n_calib))  # held out: never trained on
     train_rows = shuffled.select(range(n_calib, len(shuffled)))
     train_rows = _subsample(train_rows, cfg.max_train_samples, cfg.recipe.seed)
     val_rows = _subsample(val, cfg.max_eval_samples, cfg.recipe.seed)
-    train_enc = encode(train_rows, tokenizer, task, cfg.max_seq_length)
-    val_enc = encode(val_rows, tokenizer, task, cfg.max_seq_length)
-    calib = batches(encode(calib_rows, tokenizer, task, cfg.max_seq_length), tokenizer, cfg.recipe.batch_size)
+    train_enc = ev.train_features(train_rows)
+    val_prep = ev.prepare(val_rows)
+    calib = batches(ev.train_features(calib_rows), tokenizer, cfg.recipe.batch_size)
     steps_per_epoch = -(-len(train_enc) // cfg.recipe.batch_size)
     recipe_steps = int(round(steps_per_epoch * cfg.recipe.epochs))
-    log(f"task {task.name}: {len(train_enc)} train rows, {n_calib} calibration rows (held out), "
-        f"{len(val_enc)} {task.validation_splits[0] if len(task.validation_splits) == 1 else 'validation'} rows; "
-        f"{recipe_steps} steps per fine-tune")
+    log(f"task {task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration rows "
+        f"(held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
 
     def stage(name: str):
         log(f"== {name}")
@@ -163,9 +167,9 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     baseline_path = work / "baseline.json"
     if cfg.baseline and not baseline_path.exists():
         t0 = stage("baseline: dense fine-tune with the same recipe")
-        _, model = load_classifier(model_spec, task.num_labels)
+        _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
-        metrics = evaluate_model(model, val_enc, tokenizer, task)
+        metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
         write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
         shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
         timer.record("baseline", time.perf_counter() - t0)
@@ -176,7 +180,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     warm_dir = work / "warm_model"
     if not (warm_dir / "config.json").exists():
         t0 = stage("warmup: brief dense fine-tune for sensitivity analysis")
-        _, model = load_classifier(model_spec, task.num_labels)
+        _, model = load_for_task(model_spec, task)
         warm_steps = max(1, int(round(cfg.warmup_fraction * recipe_steps)))
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
                                   max_steps=warm_steps)
@@ -186,7 +190,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     sens_path = work / "sensitivity.json"
     if not sens_path.exists():
         t0 = stage(f"sensitivity: {cfg.sensitivity_method}, probe density {cfg.probe_density}")
-        _, model = load_classifier(str(warm_dir), task.num_labels)
+        _, model = load_for_task(str(warm_dir), task)
         report = analyse(model, calib, cfg.probe_density, cfg.sensitivity_method)
         plot_heatmap(report, work / "sensitivity.png")
         report.save(sens_path)
@@ -208,15 +212,14 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     model_dir = work / "model"
     if not trim_path.exists():
         t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps), then remove")
-        _, model = load_classifier(str(warm_dir), task.num_labels)
+        _, model = load_for_task(str(warm_dir), task)
         schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
         model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
                                        resume=resume, schedule=schedule)
         handle.remove()
         model = model.cpu().eval()
         trimmed = apply_plan(model, plan)
-        probe = {k: v for k, v in batches(val_enc.select(range(min(64, len(val_enc)))), tokenizer, 64)[0].items()
-                 if k != "labels"}
+        probe = {k: v for k, v in calib[0].items() if k not in ("labels", "start_positions", "end_positions")}
         diff = parity(model, trimmed, plan, probe)
         if diff > 1e-4:
             raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
@@ -228,13 +231,13 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
 
     # ---- report ------------------------------------------------------------------------------
     t0 = stage("report: reload the saved model and score it")
-    _, compressed = load_classifier(str(model_dir), task.num_labels)
+    _, compressed = load_for_task(str(model_dir), task)
     if adapter_for(compressed).geometry(compressed) != plan.trimmed:
         raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
-    metrics = evaluate_model(compressed, val_enc, tokenizer, task)
+    metrics = ev.score(TorchRunner(compressed), val_prep).metrics
     timer.record("report", time.perf_counter() - t0)
-    report = _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, len(train_enc),
-                           n_calib, len(val_enc), recipe_steps, timer.seconds)
+    report = _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, len(train_rows),
+                           n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
     write_json_atomic(work / "report.json", report)
     (work / "report.md").write_text(render_markdown(report))
     shutil.rmtree(warm_dir, ignore_errors=True)
@@ -271,10 +274,9 @@ def count_saved_params(model_dir: Path) -> dict[str, int]:
 
 
 def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,
-                  n_val, recipe_steps, seconds) -> dict:
+                  n_val, recipe_steps, seconds, seq) -> dict:
     from .cost import encoder_flops, encoder_params
 
-    seq = cfg.max_seq_length
     saved = count_saved_params(model_dir)
     dense_enc = encoder_params(plan.dense)
     total = sum(seconds.values())

@@ -92,8 +92,27 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
                 f"{where}: split {split_name!r} has no column {missing[0]!r} needed by task {task.name} "
                 f"(columns: {', '.join(ds.column_names)}); pass --text-column/--label-column or fix the data"
             )
+    if task.kind == "qa":
+        _check_answers(where, train, val, val_name)
+        return train, val, task
     task = _check_labels(where, task, train, val, val_name)
     return train, val, task
+
+
+def _check_answers(where: str, train: Dataset, val: Dataset, val_name: str) -> None:
+    """SQuAD schema: an id and answers {text: [...], answer_start: [...]} whose spans lie in the context."""
+    for split_name, ds in (("train", train), (val_name, val)):
+        if "id" not in ds.column_names:
+            raise SensiEdgeError(f"{where}: split {split_name!r} has no column 'id' (SQuAD schema: id, question, context, answers)")
+        for row in ds.select(range(min(len(ds), 2000))):
+            a = row["answers"]
+            if not isinstance(a, dict) or "text" not in a or "answer_start" not in a or len(a["text"]) != len(a["answer_start"]):
+                raise SensiEdgeError(f"{where}: split {split_name!r} row {row['id']!r} has answers {a!r}; "
+                                     "expected {'text': [...], 'answer_start': [...]}")
+            for text, start in zip(a["text"], a["answer_start"]):
+                if row["context"][start: start + len(text)] != text:
+                    raise SensiEdgeError(f"{where}: split {split_name!r} row {row['id']!r}: answer {text!r} is not at "
+                                         f"character {start} of its context; fix answer_start")
 
 
 def _check_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset, val_name: str) -> TaskSpec:

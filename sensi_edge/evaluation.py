@@ -1,12 +1,10 @@
-"""Tokenisation, batched prediction and scoring, shared by every stage that needs a metric."""
+"""Tokenisation and padded batches for classification tasks (QA windows live in qa.py)."""
 from __future__ import annotations
 
-import numpy as np
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from .progress import track
-from .tasks import TaskSpec, compute_metrics
+from .tasks import TaskSpec
 
 
 def encode(ds: Dataset, tokenizer, task: TaskSpec, max_seq_length: int) -> Dataset:
@@ -24,20 +22,3 @@ def encode(ds: Dataset, tokenizer, task: TaskSpec, max_seq_length: int) -> Datas
 def batches(encoded: Dataset, tokenizer, batch_size: int) -> list[dict]:
     collate = DataCollatorWithPadding(tokenizer)
     return [collate([encoded[j] for j in range(i, min(i + batch_size, len(encoded)))]) for i in range(0, len(encoded), batch_size)]
-
-
-def predict(runner, encoded: Dataset, tokenizer, batch_size: int = 64, desc: str = "evaluating") -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) over a tokenised split, in row order; ``runner`` is a TorchRunner or OrtRunner."""
-    logits, labels = [], []
-    for batch in track(batches(encoded, tokenizer, batch_size), desc):
-        labels.append(batch.pop("labels").numpy())
-        logits.append(runner({k: v.numpy() for k, v in batch.items()})["logits"])
-    return np.concatenate(logits), np.concatenate(labels)
-
-
-def evaluate_model(model, encoded: Dataset, tokenizer, task: TaskSpec, batch_size: int = 64) -> dict[str, float]:
-    """Task metrics of a PyTorch model (moved to CPU: evaluation is a CPU deployment check)."""
-    from .runners import TorchRunner
-
-    logits, labels = predict(TorchRunner(model.cpu()), encoded, tokenizer, batch_size)
-    return compute_metrics(task, logits, labels)

@@ -35,7 +35,8 @@ class ExportConfig:
     parity_rows: int = 64
     calibration_rows: int = 128
     max_metric_drop: float = 1.0
-    max_seq_length: int = 128
+    max_seq_length: int | None = None  # default: the task's (128; 384 for squad)
+    doc_stride: int = 128
     opset: int = 17
     preset: str | None = None  # vnni | avx2 | avx512 | arm64; default: this CPU
     threads: int | None = None
@@ -81,12 +82,10 @@ def _parity(ref: np.ndarray, out: np.ndarray) -> dict:
 
 def export(cfg: ExportConfig, log=print) -> ExportResult:
     from .data import load_task_data
-    from .evaluation import batches, encode, predict
-    from .onnx_graph import attention_heads, export_model, fuse, op_counts
-    from .quantize import PRESETS, detect_preset, quantize_dynamic_int8, quantize_static_int8
-    from .runners import OrtRunner, open_runner
+    from .quantize import PRESETS, detect_preset
+    from .runners import open_runner
     from .scoring import find_tokenizer
-    from .tasks import compute_metrics, get_task
+    from .tasks import get_task
 
     model_dir = Path(cfg.model_dir).expanduser().resolve()
     output = Path(cfg.output).expanduser().resolve()
@@ -103,7 +102,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     if not task_name or not data:
         raise SensiEdgeError("export verifies every variant on the task: pass --task and --data (or export a compress output)")
     overrides = {}
-    if source and not cfg.task:
+    if source and not cfg.task and source["task"].get("kind", "classification") != "qa":
         overrides = {"text_columns": source["task"]["text_columns"], "label_column": source["task"]["label_column"],
                      "num_labels": source["task"]["num_labels"]}
     task = get_task(task_name, **overrides)
@@ -125,27 +124,28 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
 
 
 def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log, preset):
-    from .evaluation import batches, encode, predict
     from .onnx_graph import attention_heads, export_model, fuse, op_counts
     from .quantize import quantize_dynamic_int8, quantize_static_int8
     from .runners import OrtRunner
-    from .tasks import compute_metrics
+    from .task_eval import evaluator_for
 
     timings = {}
-    val_enc = encode(val, tokenizer, task, cfg.max_seq_length)
+    seq_len = cfg.max_seq_length or task.default_seq_length
+    ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
+    prepared = ev.prepare(val)
+    parity_set = ev.select(prepared, cfg.parity_rows)
     t0 = time.perf_counter()
-    ref_logits, labels = predict(torch_runner, val_enc, tokenizer, desc="PyTorch reference")
-    ref_metrics = compute_metrics(task, ref_logits, labels)
+    reference = ev.score(torch_runner, prepared, desc="PyTorch reference")
+    ref_metrics = reference.metrics
+    ref_parity = ev.score(torch_runner, parity_set, desc="PyTorch parity rows").outputs
     timings["pytorch_reference"] = time.perf_counter() - t0
-    n_par = min(cfg.parity_rows, len(val_enc))
-    log(f"PyTorch {task.metric}: {ref_metrics[task.metric]:.2f} on {len(labels)} rows")
+    log(f"PyTorch {task.metric}: {ref_metrics[task.metric]:.2f} on {len(val)} rows")
 
     steps = {}
 
     def check_step(name: str, path: Path) -> dict:
         """ORT against PyTorch on the parity rows, after every graph step."""
-        out, _ = predict(OrtRunner(path, cfg.threads), val_enc.select(range(n_par)), tokenizer, desc=f"parity {name}")
-        steps[name] = _parity(ref_logits[:n_par], out)
+        steps[name] = _parity(ref_parity, ev.score(OrtRunner(path, cfg.threads), parity_set, desc=f"parity {name}").outputs)
         return steps[name]
 
     t0 = time.perf_counter()
@@ -169,8 +169,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     if "static" in cfg.quantize:
         t0 = time.perf_counter()
         calib_rows = train.shuffle(seed=0).select(range(min(cfg.calibration_rows, len(train))))
-        calib = [{k: v.numpy() for k, v in b.items() if k != "labels"}
-                 for b in batches(encode(calib_rows, tokenizer, task, cfg.max_seq_length), tokenizer, 8)]
+        calib = ev.calibration_inputs(ev.train_features(calib_rows), cfg.calibration_rows)
         dst = work / "model_int8_static.onnx"
         quantize_static_int8(unfused, dst, calib, preset)
         timings["quantize_static"] = time.perf_counter() - t0
@@ -181,10 +180,9 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     fp32_size = fused.stat().st_size
     for name, path, info in variants:
         t0 = time.perf_counter()
-        logits, _ = predict(OrtRunner(path, cfg.threads), val_enc, tokenizer, desc=f"scoring {name}")
-        metrics = compute_metrics(task, logits, labels)
+        metrics = ev.score(OrtRunner(path, cfg.threads), prepared, desc=f"scoring {name}").metrics
         timings[f"score_{name}"] = time.perf_counter() - t0
-        parity = _parity(ref_logits[:n_par], logits[:n_par])
+        parity = _parity(ref_parity, ev.score(OrtRunner(path, cfg.threads), parity_set, desc=f"parity {name}").outputs)
         drop = ref_metrics[task.metric] - metrics[task.metric]
         reasons = []
         if drop > cfg.max_metric_drop:
@@ -211,8 +209,8 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     tokenizer.save_pretrained(work)
     report = {
         "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
-        "validation_rows": int(len(labels)), "metric": task.metric, "pytorch_metrics": ref_metrics,
-        "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": cfg.max_seq_length,
+        "validation_rows": int(len(val)), "metric": task.metric, "pytorch_metrics": ref_metrics,
+        "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": seq_len,
         "geometry": geometry.to_dict(), "graph_steps": steps, "variants": records,
         "cpu_preset": preset.name, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
         "versions": _versions(),

@@ -46,15 +46,23 @@ def load_config(spec: str, **kwargs):
         raise SensiEdgeError(f"cannot load model {spec!r}: {first[:200]}") from exc
 
 
-def load_classifier(spec: str, num_labels: int):
-    """Tokenizer + sequence-classification model; a new head is initialised when the checkpoint has none."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_for_task(spec: str, task):
+    """Tokenizer + the task's model class (sequence classification or extractive QA)."""
+    if task.kind == "qa":
+        return load_classifier(spec, None)
+    return load_classifier(spec, task.num_labels)
+
+
+def load_classifier(spec: str, num_labels: int | None):
+    """Tokenizer + sequence-classification model (QA model when num_labels is None); new heads are initialised."""
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
     config = load_config(spec)
     from .arch import adapter_for
 
     adapter_for(config)  # unsupported families fail here, before any download of weights
-    if getattr(config, "num_labels", None) != num_labels:
+    auto = AutoModelForQuestionAnswering if num_labels is None else AutoModelForSequenceClassification
+    if num_labels is not None and getattr(config, "num_labels", None) != num_labels:
         config.num_labels = num_labels
         config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         config.label2id = {v: k for k, v in config.id2label.items()}
@@ -64,7 +72,7 @@ def load_classifier(spec: str, num_labels: int):
     hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected: we fine-tune it
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec)
-        model = AutoModelForSequenceClassification.from_pretrained(spec, config=config)
+        model = auto.from_pretrained(spec, config=config)
     except Exception as exc:
         raise SensiEdgeError(f"cannot load model weights from {spec!r}: {str(exc).splitlines()[0][:200]}") from exc
     finally:

@@ -17,24 +17,25 @@ def find_tokenizer(path: Path, tokenizer: str | None = None):
 
 
 def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None = None,
-                  max_samples: int | None = None, max_seq_length: int = 128, batch_size: int = 64,
+                  max_samples: int | None = None, max_seq_length: int | None = None, batch_size: int = 64,
                   threads: int | None = None, tokenizer: str | None = None, **task_overrides) -> dict:
     from .data import load_task_data
-    from .evaluation import encode, predict
     from .runners import open_runner
-    from .tasks import compute_metrics, get_task
+    from .task_eval import evaluator_for
+    from .tasks import get_task
 
     path = Path(path)
     if not path.exists():
         raise SensiEdgeError(f"{path} does not exist; pass a model folder or an .onnx file")
-    task = get_task(task_name, **task_overrides)
+    task = get_task(task_name, **{k: v for k, v in task_overrides.items() if v})
     _, rows, task = load_task_data(data, task, split)
     if max_samples:
         rows = rows.select(range(min(max_samples, len(rows))))
     tok = find_tokenizer(path, tokenizer)
     runner = open_runner(path, threads)
-    logits, labels = predict(runner, encode(rows, tok, task, max_seq_length), tok, batch_size)
-    if logits.shape[-1] != task.num_labels:
-        raise SensiEdgeError(f"{path} predicts {logits.shape[-1]} classes but task {task.name} has {task.num_labels}")
+    ev = evaluator_for(task, tok, max_seq_length or task.default_seq_length)
+    scored = ev.score(runner, ev.prepare(rows), batch_size)
+    if task.kind != "qa" and scored.outputs.shape[-1] != task.num_labels:
+        raise SensiEdgeError(f"{path} predicts {scored.outputs.shape[-1]} classes but task {task.name} has {task.num_labels}")
     return {"path": str(path), "task": task.name, "data": data, "split": split or task.validation_splits[0],
-            "rows": int(len(labels)), "metrics": compute_metrics(task, logits, labels)}
+            "rows": int(len(rows)), "metrics": scored.metrics}

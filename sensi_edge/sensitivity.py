@@ -57,14 +57,22 @@ def calibration_loss(model, calib: list[dict], masks: MaskSet | None = None) -> 
     try:
         for batch in calib:
             out = model(**_to(batch, device))
-            n = batch["labels"].shape[0]
+            n = batch["input_ids"].shape[0]
             total += float(out.loss) * n
-            correct += int((out.logits.argmax(-1).cpu() == batch["labels"]).sum())
+            correct += _correct(out, batch)
             rows += n
     finally:
         if handle:
             handle.remove()
     return total / rows, 100.0 * correct / rows
+
+
+def _correct(out, batch) -> int:
+    """Rows predicted right: the label, or (QA) both the start and the end position."""
+    if "labels" in batch:
+        return int((out.logits.argmax(-1).cpu() == batch["labels"]).sum())
+    hit = (out.start_logits.argmax(-1).cpu() == batch["start_positions"]) & (out.end_logits.argmax(-1).cpu() == batch["end_positions"])
+    return int(hit.sum())
 
 
 def _top(importance: np.ndarray, density: float) -> list[int]:
@@ -108,7 +116,7 @@ def analyse(model, calib: list[dict], probe_density: float = 0.5, method: str = 
         groups=tuple(groups),
         head_importance=tuple(tuple(float(x) for x in a) for a in head_imp),
         neuron_importance=tuple(tuple(float(x) for x in a) for a in neuron_imp),
-        calibration_rows=sum(int(b["labels"].shape[0]) for b in calib),
+        calibration_rows=sum(int(b["input_ids"].shape[0]) for b in calib),
         seconds=time.perf_counter() - start,
     )
 

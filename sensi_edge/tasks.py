@@ -22,6 +22,8 @@ class TaskSpec:
     validation_splits: tuple[str, ...] = ("validation",)  # first one found is used
     metric: str = "accuracy"  # the headline metric; every metric below is reported
     extra_metrics: tuple[str, ...] = ()
+    kind: str = "classification"  # "classification" | "qa" (extractive, SQuAD schema)
+    default_seq_length: int = 128
 
     def to_dict(self) -> dict:
         return {
@@ -30,6 +32,7 @@ class TaskSpec:
             "label_column": self.label_column,
             "num_labels": self.num_labels,
             "metric": self.metric,
+            "kind": self.kind,
         }
 
 
@@ -39,6 +42,8 @@ PRESETS: dict[str, TaskSpec] = {
     "qnli": TaskSpec("qnli", ("question", "sentence"), num_labels=2),
     "qqp": TaskSpec("qqp", ("question1", "question2"), num_labels=2, extra_metrics=("f1",)),
     "text-classification": TaskSpec("text-classification", ()),
+    "squad": TaskSpec("squad", ("question", "context"), label_column="answers", metric="f1",
+                      extra_metrics=("exact_match",), kind="qa", default_seq_length=384),
 }
 
 _TEXT_GUESSES = ("sentence", "text", "content", "document")
@@ -50,6 +55,8 @@ def get_task(name: str, text_columns: list[str] | None = None, label_column: str
     if name not in PRESETS:
         raise SensiEdgeError(f"unknown task {name!r}: choose one of {', '.join(PRESETS)}")
     task = PRESETS[name]
+    if task.kind == "qa" and (text_columns or label_column or num_labels):
+        raise SensiEdgeError("squad uses the SQuAD columns id/question/context/answers; drop the column/label flags")
     if text_columns:
         if len(text_columns) > 2:
             raise SensiEdgeError("give one text column (single sentence) or two (sentence pair)")

@@ -42,7 +42,8 @@ def test_generic_task_infers_columns_and_labels(name, labels, column):
 
 
 @needs_shared
-@pytest.mark.parametrize("name,preset", [("rt-polarity", "sst2"), ("snli", "mnli"), ("qnli-squad", "qnli")])
+@pytest.mark.parametrize("name,preset", [("rt-polarity", "sst2"), ("snli", "mnli"), ("qnli-squad", "qnli"),
+                                         ("squad-v1.1-dev", "squad")])
 def test_shared_stand_ins_fit_their_presets(name, preset):
     train, val, task = load_task_data(str(SHARED_DATA / name), get_task(preset))
     assert len(train) > 1000 and len(val) > 100
