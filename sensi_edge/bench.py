@@ -200,7 +200,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     for threads in cfg.threads:
         log(f"threads {threads}: load probes, GEMM ceiling, {len(variants)} variants interleaved")
         probes = {v.name: load_probe(v.path, threads, cfg.batch, seq) for v in track(variants, "load probes")}
-        ceiling = rt.gemm_ceiling(threads, min_seconds=cfg.ceiling_seconds)
+        ceiling = rt.gemm_ceiling(threads, min_seconds=cfg.ceiling_seconds, min_runs=5 if cfg.ceiling_seconds < 1 else 20)
         fns = {v.name: make_callable(v, threads) for v in variants}
         from rich.progress import Progress
 

@@ -1,7 +1,8 @@
 """``bundle``: a folder to copy to a Raspberry Pi / phone / any board and benchmark there.
 
 Contents: model.onnx, tokenizer.json (when the export has one), samples.npz (real sentences
-tokenised here, with the outputs this machine's ONNX Runtime produced), manifest.json, and
+tokenised here, with the outputs this machine's ONNX Runtime produced), manifest.json, the two
+GEMM ceiling graphs (gemm_fp32.onnx, gemm_int8.onnx, 12 MB: prebuilt so the device needs no onnx), and
 run.py -- a copy of ``bundle_runtime.py``, which needs only numpy + onnxruntime. run.py checks
 its outputs against the expected ones before timing anything and writes the same JSON report
 schema as ``sensi-edge bench``, so ``sensi-edge report`` merges device results directly.
@@ -59,10 +60,13 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "flops": encoder_flops(v.geometry, seq) if v.geometry else None,
             "geometry": v.geometry.to_dict() if v.geometry else None, "metric": v.metric,
             "tokenizer": "tokenizer.json" if tok_file.is_file() else None,
+            "gemm": {"fp32": "gemm_fp32.onnx", "int8": "gemm_int8.onnx"},
             "created_with": bundle_runtime.environment()["versions"],
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.copy2(bundle_runtime.__file__, work / "run.py")
+        for kind, blob in bundle_runtime.gemm_models().items():
+            (work / f"gemm_{kind}.onnx").write_bytes(blob)
         (work / "README.txt").write_text(
             "sensi-edge device bundle\n\n"
             "  pip install onnxruntime numpy        # tokenizers is optional\n"

@@ -6,6 +6,7 @@ device bundle, so a Raspberry Pi measures with exactly the code this machine use
 of sensi_edge / torch / transformers imports.
 
 As a script (inside a bundle):  python3 run.py [--threads 1 2 4] [--runs 100] [--seconds 10] [--out report.json]
+(the GEMM ceiling graphs ship prebuilt in the bundle, so the device needs no onnx package).
 """
 from __future__ import annotations
 
@@ -120,9 +121,14 @@ def interleaved(variants: dict, feed: dict, warmup: int, min_runs: int, min_seco
     return samples
 
 
-def gemm_ceiling(threads: int, m: int = 128, k: int = 768, n: int = 3072, min_seconds: float = 2.0) -> dict:
-    """Best GFLOP/s of one fp32 MatMul and one int8 MatMulInteger in ONNX Runtime on this CPU."""
-    import onnx
+GEMM_SHAPE = (128, 768, 3072)  # one BERT-base FFN matmul at sequence length 128
+
+
+def gemm_models(m: int = GEMM_SHAPE[0], k: int = GEMM_SHAPE[1], n: int = GEMM_SHAPE[2]) -> dict[str, bytes]:
+    """The two ceiling graphs (fp32 MatMul, int8 MatMulInteger with constant weights); needs the onnx package.
+
+    A bundle ships them prebuilt (gemm_fp32.onnx, gemm_int8.onnx), so devices need only onnxruntime.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -131,28 +137,42 @@ def gemm_ceiling(threads: int, m: int = 128, k: int = 768, n: int = 3072, min_se
         if kind == "fp32":
             w = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "W")
             node = helper.make_node("MatMul", ["A", "W"], ["Y"])
-            a_type, y_type, a = TensorProto.FLOAT, TensorProto.FLOAT, rng.standard_normal((m, k)).astype(np.float32)
+            a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
         else:
             w = numpy_helper.from_array(rng.integers(-127, 127, (k, n), dtype=np.int8), "W")
             node = helper.make_node("MatMulInteger", ["A", "W"], ["Y"])
-            a_type, y_type, a = TensorProto.UINT8, TensorProto.INT32, rng.integers(0, 255, (m, k), dtype=np.uint8)
-        graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", a_type, [m, k])],
+            a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+        graph = helper.make_graph([node], f"gemm_{kind}", [helper.make_tensor_value_info("A", a_type, [m, k])],
                                   [helper.make_tensor_value_info("Y", y_type, [m, n])], [w])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        import onnxruntime as ort
+        out[kind] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return out
 
+
+def gemm_ceiling(threads: int, min_seconds: float = 2.0, models: dict | None = None, min_runs: int = 20) -> dict:
+    """Best (10th percentile) GFLOP/s of the fp32 and int8 ceiling graphs in ONNX Runtime on this CPU."""
+    import onnxruntime as ort
+
+    models = models or gemm_models()
+    rng = np.random.default_rng(0)
+    out = {}
+    for kind, model in models.items():
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        for _ in range(5):
+        sess = ort.InferenceSession(str(model) if isinstance(model, Path) else model, opts,
+                                    providers=["CPUExecutionProvider"])
+        shape = sess.get_inputs()[0].shape
+        m, k = shape
+        n = sess.get_outputs()[0].shape[1]
+        a = (rng.standard_normal((m, k)).astype(np.float32) if kind == "fp32"
+             else rng.integers(0, 255, (m, k), dtype=np.uint8))
+        for _ in range(3):
             sess.run(None, {"A": a})
         times, start = [], time.perf_counter()
-        while time.perf_counter() - start < min_seconds or len(times) < 20:
+        while time.perf_counter() - start < min_seconds or len(times) < min_runs:
             t0 = time.perf_counter()
             sess.run(None, {"A": a})
             times.append(time.perf_counter() - t0)
-        flops = 2.0 * m * k * n
-        out[kind] = {"gflops": flops / float(np.percentile(times, 10)) / 1e9, "shape": [m, k, n]}
+        out[kind] = {"gflops": 2.0 * m * k * n / float(np.percentile(times, 10)) / 1e9, "shape": [m, k, n]}
     return out
 
 
@@ -167,6 +187,8 @@ def _bundle_main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--out", type=Path, default=here / "report.json")
     ap.add_argument("--check-only", action="store_true", help="verify outputs and exit")
+    ap.add_argument("--ceiling-seconds", type=float, default=1.0, help="time per GEMM ceiling measurement")
+    ap.add_argument("--ceiling-runs", type=int, default=20, help="minimum runs per GEMM ceiling measurement")
     args = ap.parse_args(argv)
     if any(t < 1 for t in args.threads) or args.runs < 1:
         print("error: --threads and --runs must be >= 1", file=sys.stderr)
@@ -199,7 +221,8 @@ def _bundle_main(argv=None) -> int:
             sess = ort_session(model, threads)
             fn = ort_callable(sess)
             lat = interleaved({manifest["name"]: fn}, bench_feed, args.warmup, args.runs, args.seconds)[manifest["name"]]
-            ceiling = gemm_ceiling(threads, min_seconds=1.0)
+            ceiling = gemm_ceiling(threads, args.ceiling_seconds, {k: here / f for k, f in manifest["gemm"].items()},
+                                   args.ceiling_runs)
             stats = percentiles(lat)
             flops = manifest.get("flops")
             kind = "int8" if manifest.get("int8") else "fp32"

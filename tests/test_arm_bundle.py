@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,9 @@ from test_bench import exported  # noqa: F401  (fixture)
 from test_export import sst2_dir  # noqa: F401  (fixture that `exported` uses)
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "arm_setup.sh"
-RUN_ARGS = ["--runs", "3", "--seconds", "0.5", "--warmup", "1", "--threads", "1"]
+RUN_ARGS = ["--runs", "3", "--seconds", "0.5", "--warmup", "1", "--threads", "1", "--ceiling-seconds", "0.2", "--ceiling-runs", "3"]
 
-with warnings.catch_warnings():  # `slow` is informational here: no marker registry in pyproject.toml
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")]
 
 
 def _script(*args, timeout):
