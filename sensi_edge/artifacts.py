@@ -24,6 +24,14 @@ def content_hash(payload) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def refuse_occupied(output: Path) -> None:
+    """Stages never write over a finished run or a user's folder: an existing output must be empty."""
+    from .errors import SensiEdgeError
+
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+
+
 def write_json_atomic(path: Path, payload) -> None:
     """Write JSON so that a reader never sees a half-written file."""
     path = Path(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle_runtime
+from .artifacts import refuse_occupied
 from .bench import describe
 from .cost import encoder_flops
 from .errors import SensiEdgeError
@@ -34,8 +35,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     if onnx_file.suffix != ".onnx":
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
     v = describe(onnx_file)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    refuse_occupied(output)
     seq = seq_len or (384 if v.is_qa else 128)
     work = output.parent / f"{output.name}.partial"
     shutil.rmtree(work, ignore_errors=True)

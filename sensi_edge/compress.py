@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .artifacts import SensitivityReport, TrimPlan, write_json_atomic
+from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError
 from .finetune import Recipe
 
@@ -70,8 +70,7 @@ def _partial_dir(output: Path) -> Path:
 
 def check_output(output: Path, resume: bool) -> Path:
     """The work folder to use; refuses to clobber a finished or foreign folder."""
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    refuse_occupied(output)
     work = _partial_dir(output)
     if work.exists() and not resume:
         raise SensiEdgeError(f"an unfinished run is in {work}; pass --resume to continue it or delete that folder")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import write_json_atomic
+from .artifacts import refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError
 
 FP32_TOLERANCE = 1e-4
@@ -63,8 +63,7 @@ def _task_from_compress_report(model_dir: Path) -> dict | None:
 
 
 def _check_output(output: Path) -> Path:
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
+    refuse_occupied(output)
     work = output.parent / f"{output.name}.partial"
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
