@@ -283,7 +283,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
     return {
         "task": task.to_dict(),
         "model": model_spec,
-        "data": cfg.data,
+        "data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
         "metric": task.metric,
         "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
         "recipe": cfg.recipe.to_dict(),
