@@ -43,6 +43,7 @@ def compress(
     warmup_fraction: float = typer.Option(0.1, help="brief dense fine-tune before sensitivity, as a fraction of the recipe's steps"),
     ramp: float = typer.Option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)"),
     baseline: bool = typer.Option(True, help="also fine-tune the dense model with the same recipe, for comparison"),
+    method: str = typer.Option("sensitivity", help="sensitivity (Sensi-BERT) | uniform | magnitude | random | fisher-mask | truncate (comparison methods)"),
     text_column: Optional[List[str]] = typer.Option(None, help="text column(s) for text-classification (1 or 2)"),
     label_column: Optional[str] = typer.Option(None),
     num_labels: Optional[int] = typer.Option(None, help="label count [default: preset or inferred]"),
@@ -68,7 +69,7 @@ def compress(
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
         doc_stride=doc_stride,
         calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
-        warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, text_columns=tuple(text_column or ()),
+        warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, method=method, text_columns=tuple(text_column or ()),
         label_column=label_column, num_labels=num_labels,
     )
     try:

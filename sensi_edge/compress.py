@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
@@ -48,6 +48,7 @@ class CompressConfig:
     warmup_fraction: float = 0.1  # of the recipe's steps, for the brief dense fine-tune before sensitivity
     ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
     baseline: bool = True
+    method: str = "sensitivity"  # or a comparison method from baselines.METHODS
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     num_labels: int | None = None
@@ -112,7 +113,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     from .loading import load_config, load_for_task, resolve_model
     from .runners import TorchRunner
     from .task_eval import evaluator_for
-    from .planner import Budget, build_plan
+    from .planner import Budget
     from .sensitivity import analyse, plot_heatmap
     from .surgery import apply_plan, parity
     from .tasks import get_task
@@ -128,6 +129,12 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
             raise SensiEdgeError(f"{name} must be in ({max(lo, 0)}, {hi}], got {value}")
     if seq_len < 8 or seq_len > 512:
         raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
+    from .baselines import METHODS, plan_with
+
+    if cfg.method not in METHODS:
+        raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
+    if cfg.method == "fisher-mask" and not cfg.baseline:
+        raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
     model_spec = resolve_model(cfg.model)
     load_config(model_spec)
     train, val, task = load_task_data(cfg.data, task)
@@ -169,6 +176,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
         metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
+        if cfg.method == "fisher-mask":  # retraining-free: the mask is searched on, and applied to, this model
+            _save_model_atomic(model, tokenizer, work / "dense_model")
         write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
         shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
         timer.record("baseline", time.perf_counter() - t0)
@@ -176,7 +185,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
 
     # ---- warm-up + sensitivity --------------------------------------------------------------
-    warm_dir = work / "warm_model"
+    warm_dir = work / ("dense_model" if cfg.method == "fisher-mask" else "warm_model")
     if not (warm_dir / "config.json").exists():
         t0 = stage("warmup: brief dense fine-tune for sensitivity analysis")
         _, model = load_for_task(model_spec, task)
@@ -199,8 +208,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     # ---- plan --------------------------------------------------------------------------------
     plan_path = work / "plan.json"
     if not plan_path.exists():
-        t0 = stage(f"plan: {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
-        plan = build_plan(sens, budget, source={"model": model_spec, "task": task.name})
+        t0 = stage(f"plan: {cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
+        model = load_for_task(str(warm_dir), task)[1] if cfg.method == "magnitude" else None
+        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model)
+        plan = replace(plan, source={**plan.source, "method": cfg.method, "model": model_spec, "task": task.name})
         plan.save(plan_path)
         timer.record("plan", time.perf_counter() - t0)
     plan = TrimPlan.load(plan_path)
@@ -210,12 +221,16 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     trim_path = work / "trim.json"
     model_dir = work / "model"
     if not trim_path.exists():
-        t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps), then remove")
         _, model = load_for_task(str(warm_dir), task)
-        schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
-        model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
-                                       resume=resume, schedule=schedule)
-        handle.remove()
+        if cfg.method == "fisher-mask":
+            t0 = stage("trim: remove the masked units from the fine-tuned dense model (no retraining)")
+            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022 style): no fine-tuning after the mask"}
+        else:
+            t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps), then remove")
+            schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
+            model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
+                                           resume=resume, schedule=schedule)
+            handle.remove()
         model = model.cpu().eval()
         trimmed = apply_plan(model, plan)
         probe = {k: v for k, v in calib[0].items() if k not in ("labels", "start_positions", "end_positions")}
@@ -239,7 +254,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                            n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
     write_json_atomic(work / "report.json", report)
     (work / "report.md").write_text(render_markdown(report))
-    shutil.rmtree(warm_dir, ignore_errors=True)
+    shutil.rmtree(work / "warm_model", ignore_errors=True)
+    shutil.rmtree(work / "dense_model", ignore_errors=True)
     if output.exists():
         output.rmdir()  # empty (checked above)
     os.replace(work, output)
@@ -285,6 +301,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "model": model_spec,
         "data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
         "metric": task.metric,
+        "method": cfg.method,
         "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
         "recipe": cfg.recipe.to_dict(),
         "recipe_steps": recipe_steps,

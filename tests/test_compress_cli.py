@@ -126,3 +126,22 @@ def test_output_with_other_content_is_refused(tmp_path, tiny_model_dir, tiny_sst
     res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir)
     assert res.exit_code == 2 and "already exists and is not empty" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.parametrize("method", ["uniform", "magnitude", "random", "fisher-mask", "truncate"])
+def test_comparison_methods_run_through_the_same_pipeline(method, tiny_model_dir, tiny_sst2_dir, tmp_path):
+    res = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / method, method=method), log=lambda m: None)
+    r = res.report
+    assert r["method"] == method and r["params"]["encoder_after_saved"] <= 0.5 * r["params"]["encoder_before"]
+    assert r["masked_vs_pruned_max_abs_diff"] < 1e-4
+    plan = json.loads((res.output / "plan.json").read_text())
+    assert plan["source"]["method"] == method
+    if method == "fisher-mask":
+        assert "trim" in r["wall_seconds"] and json.loads((res.output / "trim.json").read_text())["train"]["steps"] == 0
+    if method == "truncate":
+        assert plan["summary"]["heads_per_layer"][-1] == 0
+
+
+def test_unknown_method_is_refused(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **{"--method": "magic"})
+    assert res.exit_code == 2 and "unknown --method 'magic'" in res.stderr
