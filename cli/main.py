@@ -48,6 +48,8 @@ def compress(
     label_column: Optional[str] = typer.Option(None),
     num_labels: Optional[int] = typer.Option(None, help="label count [default: preset or inferred]"),
     resume: bool = typer.Option(False, help="continue an interrupted run in OUTPUT.partial"),
+    reuse: Optional[Path] = typer.Option(None, help="reuse the baseline/warm-up/sensitivity of a run kept with --keep-intermediate"),
+    keep_intermediate: bool = typer.Option(False, help="keep warm_model/ and dense_model/ so other budgets/methods can --reuse them"),
 ):
     """Rank tensors by sensitivity, trim to the budget while fine-tuning, save a really smaller model."""
     from sensi_edge.compress import CompressConfig, compress as run
@@ -69,7 +71,8 @@ def compress(
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
         doc_stride=doc_stride,
         calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
-        warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, method=method, text_columns=tuple(text_column or ()),
+        warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, method=method, reuse=reuse,
+        keep_intermediate=keep_intermediate, text_columns=tuple(text_column or ()),
         label_column=label_column, num_labels=num_labels,
     )
     try:

@@ -49,6 +49,8 @@ class CompressConfig:
     ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
     baseline: bool = True
     method: str = "sensitivity"  # or a comparison method from baselines.METHODS
+    reuse: Path | None = None  # a kept run whose baseline / warm-up / sensitivity stages this run reuses
+    keep_intermediate: bool = False  # keep warm_model/ and dense_model/ in the output, for later reuse
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     num_labels: int | None = None
@@ -56,6 +58,7 @@ class CompressConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["output"] = str(self.output)
+        d["reuse"] = str(self.reuse) if self.reuse else None
         return d
 
 
@@ -146,6 +149,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     else:
         work.mkdir(parents=True)
         write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec})
+        if cfg.reuse:
+            _copy_reusable(Path(cfg.reuse), work, cfg, log)
     timer = _Timer(work / "timings.json")
 
     torch.manual_seed(cfg.recipe.seed)
@@ -176,7 +181,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
         metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
-        if cfg.method == "fisher-mask":  # retraining-free: the mask is searched on, and applied to, this model
+        if cfg.method == "fisher-mask" or cfg.keep_intermediate:  # fisher-mask searches and applies its mask here
             _save_model_atomic(model, tokenizer, work / "dense_model")
         write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
         shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
@@ -254,12 +259,35 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                            n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
     write_json_atomic(work / "report.json", report)
     (work / "report.md").write_text(render_markdown(report))
-    shutil.rmtree(work / "warm_model", ignore_errors=True)
-    shutil.rmtree(work / "dense_model", ignore_errors=True)
+    if not cfg.keep_intermediate:
+        shutil.rmtree(work / "warm_model", ignore_errors=True)
+        shutil.rmtree(work / "dense_model", ignore_errors=True)
     if output.exists():
         output.rmdir()  # empty (checked above)
     os.replace(work, output)
     return CompressResult(output, report)
+
+
+REUSABLE = ("baseline.json", "dense_model", "warm_model", "sensitivity.json", "sensitivity.png")
+
+
+def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
+    """Seed a new run with another run's dense-side stages (same task, data, model, recipe, seed).
+
+    The stages that depend on the budget or method (plan, trim) are never reused.
+    """
+    src_run = json.loads((source / "run.json").read_text())["config"]
+    for key in ("task", "data", "model", "recipe", "max_train_samples", "max_seq_length", "calibration_samples",
+                "sensitivity_method", "probe_density", "warmup_fraction", "text_columns", "label_column", "num_labels"):
+        mine = json.loads(json.dumps(cfg.to_dict()[key]))
+        if src_run.get(key) != mine:
+            raise SensiEdgeError(f"--reuse {source}: its {key} ({src_run.get(key)}) differs from this run's ({mine})")
+    for name in REUSABLE:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, work / name)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, work / name)
+    log(f"reusing from {source}: " + ", ".join(n for n in REUSABLE if (work / n).exists()))
 
 
 def _save_model_atomic(model, tokenizer, path: Path) -> None:
@@ -302,6 +330,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
         "metric": task.metric,
         "method": cfg.method,
+        "reused_stages_from": str(cfg.reuse) if cfg.reuse else None,
         "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
         "recipe": cfg.recipe.to_dict(),
         "recipe_steps": recipe_steps,

@@ -145,3 +145,18 @@ def test_comparison_methods_run_through_the_same_pipeline(method, tiny_model_dir
 def test_unknown_method_is_refused(tiny_model_dir, tiny_sst2_dir, tmp_path):
     res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **{"--method": "magic"})
     assert res.exit_code == 2 and "unknown --method 'magic'" in res.stderr
+
+
+def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b05", keep_intermediate=True), log=lambda m: None)
+    assert (first.output / "warm_model" / "config.json").exists() and (first.output / "dense_model").exists()
+    second = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b03", budget=0.3, method="uniform",
+                           reuse=first.output), log=lambda m: None)
+    r = second.report
+    assert "baseline" not in r["wall_seconds"] and "sensitivity" not in r["wall_seconds"]
+    assert r["dense_baseline"] == first.report["dense_baseline"] and r["reused_stages_from"] == str(first.output)
+    assert r["params"]["encoder_after_saved"] <= 0.3 * r["params"]["encoder_before"]
+    assert not (second.output / "warm_model").exists()
+    with pytest.raises(Exception, match="differs from this run's"):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "bad", reuse=first.output, max_train_samples=5),
+                 log=lambda m: None)
