@@ -69,20 +69,18 @@ def main() -> None:
     if not args.summary:
         for name in args.tasks:
             for seed in args.seeds:
-                anchor = None
-                for budget in args.budgets:
-                    for method in (["sensitivity"] + [m for m in args.methods if m != "sensitivity"]):
-                        if method not in args.methods and not (anchor is None and method == "sensitivity"):
-                            continue
-                        dst = OUT / f"{name}_{method}_b{budget}_s{seed}.json"
-                        run_dir = args.workdir / f"{name}_{method}_b{budget}_s{seed}"
-                        if dst.exists() and (anchor is not None or (run_dir / "warm_model").exists()):
-                            anchor = anchor or run_dir
-                            continue
-                        result = run_one(name, method, budget, seed, args.workdir, anchor)
-                        anchor = anchor or result.output
-                        dst.write_text(json.dumps(result.report, indent=2) + "\n")
-                        summary()
+                # the anchor keeps its dense baseline, warm model and sensitivity for every other run
+                anchor = args.workdir / f"{name}_sensitivity_b{args.budgets[0]}_s{seed}"
+                combos = [("sensitivity", args.budgets[0])] + [(m, b) for b in args.budgets for m in args.methods
+                                                              if (m, b) != ("sensitivity", args.budgets[0])]
+                for method, budget in combos:
+                    dst = OUT / f"{name}_{method}_b{budget}_s{seed}.json"
+                    if dst.exists():
+                        continue
+                    is_anchor = (method, budget) == ("sensitivity", args.budgets[0])
+                    result = run_one(name, method, budget, seed, args.workdir, None if is_anchor else anchor)
+                    dst.write_text(json.dumps(result.report, indent=2) + "\n")
+                    summary()
     summary()
     print((ROOT / "results" / "sweep.md").read_text())
 
