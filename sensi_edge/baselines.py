@@ -21,7 +21,7 @@ import numpy as np
 
 from .artifacts import TrimPlan
 from .cost import Geometry, encoder_cost, unit_cost
-from .planner import Budget
+from .planner import Budget, top_units
 
 
 def _plan(dense: Geometry, keep_heads, keep_neurons, budget: Budget, method: str) -> TrimPlan:
@@ -30,7 +30,7 @@ def _plan(dense: Geometry, keep_heads, keep_neurons, budget: Budget, method: str
 
 
 def _top(scores, k: int):
-    return np.argsort(-np.asarray(scores, dtype=float), kind="stable")[:k].tolist()
+    return top_units(scores, k)
 
 
 def uniform(dense: Geometry, head_scores, neuron_scores, budget: Budget) -> TrimPlan:

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import bundle_runtime as rt
 from .artifacts import write_json_atomic
 from .cost import Geometry, encoder_flops
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 
 INT8_OPS = {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QuantizeLinear", "QEmbedLayerNormalization"}
 
@@ -67,7 +67,7 @@ def describe(path: Path) -> Variant:
         try:
             graph = onnx.load(str(path), load_external_data=False).graph
         except Exception as exc:
-            raise SensiEdgeError(f"{path} is not a valid ONNX file: {str(exc).splitlines()[0][:150]}") from exc
+            raise SensiEdgeError(f"{path} is not a valid ONNX file: {first_line(exc)}") from exc
         ops = {n.op_type for n in graph.node}
         report = _export_report_for(path)
         geometry = Geometry.from_dict(report["geometry"]) if report else None
@@ -84,16 +84,15 @@ def describe(path: Path) -> Variant:
         raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json")
     from .loading import load_config
 
+    from .arch import adapter_for
+
     cfg = load_config(str(path))
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    heads = getattr(cfg, "layer_num_heads", [cfg.num_attention_heads] * cfg.num_hidden_layers)
-    ffn = getattr(cfg, "layer_intermediate_sizes", [cfg.intermediate_size] * cfg.num_hidden_layers)
     report = _compress_report_for(path)
     metric = {"name": report["metric"], "value": report["compressed"][report["metric"]]} if report else None
     size = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
     archs = getattr(cfg, "architectures", None) or []
     return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
-                   Geometry(cfg.hidden_size, head_dim, tuple(heads), tuple(ffn)), size, metric,
+                   adapter_for(cfg).geometry_from_config(cfg), size, metric,
                    is_qa=any("QuestionAnswering" in a for a in archs))
 
 

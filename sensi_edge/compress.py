@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
-from .errors import SensiEdgeError
+from .cost import encoder_cost
+from .errors import SensiEdgeError, first_line
 from .finetune import Recipe
 
 STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
@@ -57,8 +58,11 @@ class CompressConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["output"] = str(self.output)
-        d["reuse"] = str(self.reuse) if self.reuse else None
+        # paths as absolute, so a resume from another directory or with another spelling still matches
+        d["output"] = str(Path(self.output).expanduser().resolve())
+        d["reuse"] = str(Path(self.reuse).expanduser().resolve()) if self.reuse else None
+        if Path(self.data).expanduser().exists():
+            d["data"] = str(Path(self.data).expanduser().resolve())
         return d
 
 
@@ -107,18 +111,10 @@ def _subsample(ds, n, seed):
 
 
 def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressResult:
-    import torch
-
     from .arch import adapter_for
     from .data import load_task_data
-    from .evaluation import batches
-    from .finetune import TrimSchedule, finetune
-    from .loading import load_config, load_for_task, resolve_model
-    from .runners import TorchRunner
-    from .task_eval import evaluator_for
+    from .loading import load_config, resolve_model
     from .planner import Budget
-    from .sensitivity import analyse, plot_heatmap
-    from .surgery import apply_plan, parity
     from .tasks import get_task
 
     # ---- validate everything before writing anything -------------------------------------
@@ -126,20 +122,30 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
     seq_len = cfg.max_seq_length or task.default_seq_length
     budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
-    for name, value, lo, hi in (("--probe-density", cfg.probe_density, 0, 1), ("--ramp", cfg.ramp, -1e-9, 1),
-                                ("--warmup-fraction", cfg.warmup_fraction, 0, 1)):
-        if not lo < value <= hi:
-            raise SensiEdgeError(f"{name} must be in ({max(lo, 0)}, {hi}], got {value}")
+    for name, value, lo_open in (("--probe-density", cfg.probe_density, True), ("--ramp", cfg.ramp, False),
+                                 ("--warmup-fraction", cfg.warmup_fraction, True)):
+        if not ((0 < value) if lo_open else (0 <= value)) or value > 1:
+            raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
     if seq_len < 8 or seq_len > 512:
         raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
-    from .baselines import METHODS, plan_with
+    from .baselines import METHODS
 
     if cfg.method not in METHODS:
         raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
     if cfg.method == "fisher-mask" and not cfg.baseline:
         raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
     model_spec = resolve_model(cfg.model)
-    load_config(model_spec)
+    model_config = load_config(model_spec)
+    dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
+    max_pos = getattr(model_config, "max_position_embeddings", 512)
+    if seq_len > max_pos:
+        raise SensiEdgeError(f"--max-seq-length {seq_len} exceeds the model's {max_pos} positions; lower it")
+    fixed = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, seq_len)
+    if budget.target(dense) < fixed:
+        raise SensiEdgeError(f"budget {budget.target(dense):,} {budget.kind} is below the {fixed:,} that cannot be "
+                             "trimmed (LayerNorms, biases); raise it")
+    if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
+        raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json)")
     train, val, task = load_task_data(cfg.data, task)
     work = check_output(output, resume)
     if resume:
@@ -148,13 +154,39 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
             raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags or delete it")
     else:
         work.mkdir(parents=True)
-        write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec})
-        if cfg.reuse:
-            _copy_reusable(Path(cfg.reuse), work, cfg, log)
-    timer = _Timer(work / "timings.json")
+    try:
+        if not resume:
+            write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec})
+            if cfg.reuse:
+                _copy_reusable(Path(cfg.reuse), work, cfg, log)
+        return _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train, val, seq_len)
+    except BaseException:
+        # A run that never finished a stage leaves nothing behind; one that did stays resumable.
+        if not resume and not any((work / n).exists() for n in ("baseline.json", "warm_model", "dense_model")):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
+
+def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train, val, seq_len) -> CompressResult:
+    import torch
+    from transformers import AutoTokenizer
+
+    from .arch import adapter_for
+    from .baselines import plan_with
+    from .evaluation import batches
+    from .finetune import TrimSchedule, finetune
+    from .loading import load_for_task
+    from .runners import TorchRunner
+    from .sensitivity import analyse, plot_heatmap
+    from .surgery import apply_plan, parity
+    from .task_eval import evaluator_for
+
+    timer = _Timer(work / "timings.json")
     torch.manual_seed(cfg.recipe.seed)
-    tokenizer, _ = load_for_task(model_spec, task)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_spec)
+    except Exception as exc:
+        raise SensiEdgeError(f"cannot load the tokenizer of {model_spec!r}: {first_line(exc)}") from exc
     ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
     shuffled = train.shuffle(seed=cfg.recipe.seed)
     n_calib = min(cfg.calibration_samples, max(len(shuffled) // 5, 1))
@@ -204,6 +236,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     if not sens_path.exists():
         t0 = stage(f"sensitivity: {cfg.sensitivity_method}, probe density {cfg.probe_density}")
         _, model = load_for_task(str(warm_dir), task)
+        if torch.cuda.is_available():
+            model = model.cuda()
         report = analyse(model, calib, cfg.probe_density, cfg.sensitivity_method)
         plot_heatmap(report, work / "sensitivity.png")
         report.save(sens_path)
@@ -277,8 +311,12 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     The stages that depend on the budget or method (plan, trim) are never reused.
     """
     src_run = json.loads((source / "run.json").read_text())["config"]
-    for key in ("task", "data", "model", "recipe", "max_train_samples", "max_seq_length", "calibration_samples",
-                "sensitivity_method", "probe_density", "warmup_fraction", "text_columns", "label_column", "num_labels"):
+    if (src_run.get("method") == "fisher-mask") != (cfg.method == "fisher-mask"):
+        raise SensiEdgeError(f"--reuse {source}: fisher-mask analyses the fine-tuned dense model, the other methods the "
+                             "warm model; reuse a run of the same kind")
+    for key in ("task", "data", "model", "recipe", "max_train_samples", "max_eval_samples", "max_seq_length",
+                "doc_stride", "calibration_samples", "sensitivity_method", "probe_density", "warmup_fraction",
+                "text_columns", "label_column", "num_labels"):
         mine = json.loads(json.dumps(cfg.to_dict()[key]))
         if src_run.get(key) != mine:
             raise SensiEdgeError(f"--reuse {source}: its {key} ({src_run.get(key)}) differs from this run's ({mine})")

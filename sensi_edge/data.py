@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 from .tasks import TaskSpec, resolve_columns
 
 # Reading and tokenising a split takes seconds; datasets' bars would only bury the messages that matter.
@@ -43,7 +43,7 @@ def _load_local(folder: Path, splits: list[str]) -> dict[str, Dataset]:
         try:
             out[split] = load_dataset(_FORMATS[f.suffix], data_files={split: str(f)}, split=split)
         except Exception as exc:  # datasets raises many types for malformed files
-            raise SensiEdgeError(f"cannot read {f}: {str(exc).splitlines()[0]}") from exc
+            raise SensiEdgeError(f"cannot read {f}: {first_line(exc)}") from exc
     return out
 
 

@@ -3,3 +3,9 @@
 
 class SensiEdgeError(Exception):
     """A user-facing error: the message names the problem and the fix."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type when the message is empty), for one-line errors."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -40,7 +40,6 @@ class ExportConfig:
     opset: int = 17
     preset: str | None = None  # vnni | avx2 | avx512 | arm64; default: this CPU
     threads: int | None = None
-    keep_unfused: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,13 @@ def _task_from_compress_report(model_dir: Path) -> dict | None:
 def _check_output(output: Path) -> Path:
     refuse_occupied(output)
     work = output.parent / f"{output.name}.partial"
+    if work.exists() and not (work / ".sensi-edge-export").exists():
+        raise SensiEdgeError(f"{work} exists and is not an unfinished export; choose another --output or remove it")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)  # a stale partial export: exports are cheap to redo
+        shutil.rmtree(work, ignore_errors=True)  # a stale partial export of ours: exports are cheap to redo
         work.mkdir()
+        (work / ".sensi-edge-export").touch()
     except OSError as exc:
         raise SensiEdgeError(f"cannot write {work}: {exc.strerror}; choose a writable --output") from exc
     return work
@@ -203,8 +205,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
         log(f"{name}: {task.metric} {metrics[task.metric]:.2f} (drop {drop:+.2f}), max |diff| {parity['max_abs_diff']:.2e}, "
             f"{path.stat().st_size / 1e6:.1f} MB -> {status}" + (f" ({'; '.join(reasons)})" if reasons else ""))
 
-    if not cfg.keep_unfused:
-        unfused.unlink()
+    unfused.unlink()  # only an intermediate: static int8 was made from it above
     tokenizer.save_pretrained(work)
     report = {
         "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
@@ -216,6 +217,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     }
     write_json_atomic(work / "export_report.json", report)
     (work / "export_report.md").write_text(render_markdown(report))
+    (work / ".sensi-edge-export").unlink()
     if output.exists():
         output.rmdir()
     work.rename(output)

@@ -1,8 +1,9 @@
 """Fine-tuning through the Hugging Face Trainer, with an optional trim schedule.
 
-Masks are applied by a TrainerCallback (not a Trainer subclass), so anything the Trainer
-supports -- accelerate / torchrun multi-GPU, checkpoints, resume -- works unchanged. A resumed
-run recomputes the masks from the plan and the step number, so nothing about masks is stored.
+Masks are applied by a TrainerCallback (not a Trainer subclass), so the Trainer's own features
+-- device placement, checkpoints, resume -- work unchanged (the compress pipeline around it is
+single-process). A resumed run recomputes the masks from the plan and the step number, so
+nothing about masks is stored.
 """
 from __future__ import annotations
 

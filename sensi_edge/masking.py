@@ -40,11 +40,6 @@ class MaskSet:
                 if len(keep):
                     m[list(keep)] = 1.0
 
-    def reset(self) -> None:
-        with torch.no_grad():
-            for m in self.heads + self.neurons:
-                m.fill_(1.0)
-
 
 class AttachedMasks:
     """Context manager / handle: masks hooked into a model until ``remove()``."""

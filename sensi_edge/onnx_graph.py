@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
@@ -46,7 +46,7 @@ def export_model(model, path: Path, opset: int = 17) -> None:
     try:
         export(model, BertOnnxConfig(model.config, task=task), Path(path), opset=opset)
     except Exception as exc:
-        raise SensiEdgeError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from exc
+        raise SensiEdgeError(f"ONNX export failed: {first_line(exc)}") from exc
     model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
     restore_unused_inputs(path)
 

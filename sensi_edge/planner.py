@@ -103,21 +103,23 @@ def allocate(dense: Geometry, scores: dict[tuple[int, str], float], budget: Budg
     return keep
 
 
+def top_units(importance, k: int) -> list[int]:
+    """Indices of the k most important units, ascending (ties: lower index first)."""
+    order = sorted(range(len(importance)), key=lambda u: (-float(importance[u]), u))
+    return sorted(order[:k])
+
+
 def build_plan(report, budget: Budget, source: dict | None = None):
     """SensitivityReport + Budget -> TrimPlan: counts from ``allocate``, units by importance."""
     from .artifacts import TrimPlan
 
     keep = allocate(report.geometry, report.scores(), budget)
 
-    def top(importance, k):
-        order = sorted(range(len(importance)), key=lambda u: (-importance[u], u))
-        return tuple(sorted(order[:k]))
-
     n = report.geometry.num_layers
     return TrimPlan(
         dense=report.geometry,
-        keep_heads=tuple(top(report.head_importance[i], keep[(i, "attention")]) for i in range(n)),
-        keep_neurons=tuple(top(report.neuron_importance[i], keep[(i, "ffn")]) for i in range(n)),
+        keep_heads=tuple(tuple(top_units(report.head_importance[i], keep[(i, "attention")])) for i in range(n)),
+        keep_neurons=tuple(tuple(top_units(report.neuron_importance[i], keep[(i, "ffn")])) for i in range(n)),
         budget=budget.to_dict(),
         source={"sensitivity": report.hash(), "sensitivity_method": report.method, **(source or {})},
     )

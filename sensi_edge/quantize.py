@@ -36,20 +36,10 @@ PRESETS = {
 }
 
 
-def cpu_flags() -> set[str]:
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key = line.split(":")[0].strip().lower()
-            if key in ("flags", "features"):
-                flags |= set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return flags
-
-
 def detect_preset() -> QuantPreset:
-    flags = cpu_flags()
+    from .bundle_runtime import cpu_info
+
+    flags = {name for name, present in cpu_info()["isa"].items() if present}
     if platform.machine().lower() in ("aarch64", "arm64"):
         return PRESETS["arm64"]
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:

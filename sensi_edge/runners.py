@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -44,7 +44,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise SensiEdgeError(f"cannot load ONNX file {path}: {str(exc).splitlines()[0][:200]}") from exc
+            raise SensiEdgeError(f"cannot load ONNX file {path}: {first_line(exc)}") from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
@@ -74,4 +74,4 @@ def open_runner(path: str | Path, threads: int | None = None):
     try:
         return TorchRunner(cls.from_pretrained(str(path)))
     except Exception as exc:
-        raise SensiEdgeError(f"cannot load model from {path}: {str(exc).splitlines()[0][:200]}") from exc
+        raise SensiEdgeError(f"cannot load model from {path}: {first_line(exc)}") from exc

@@ -21,7 +21,7 @@ import torch
 from .arch import adapter_for
 from .artifacts import GroupSensitivity, SensitivityReport
 from .masking import MaskSet, attach
-from .planner import GROUP_KINDS
+from .planner import GROUP_KINDS, top_units
 from .progress import track
 
 
@@ -76,8 +76,7 @@ def _correct(out, batch) -> int:
 
 
 def _top(importance: np.ndarray, density: float) -> list[int]:
-    k = int(math.ceil(density * len(importance)))
-    return sorted(np.argsort(-importance, kind="stable")[:k].tolist())
+    return top_units(importance, int(math.ceil(density * len(importance))))
 
 
 def analyse(model, calib: list[dict], probe_density: float = 0.5, method: str = "probe") -> SensitivityReport:

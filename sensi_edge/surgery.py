@@ -30,7 +30,8 @@ def _target_class(model):
 
 def trimmed_config(config, plan: TrimPlan) -> SensiBertConfig:
     d = config.to_dict()
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "layer_num_heads", "layer_intermediate_sizes"):
+    for key in ("model_type", "architectures", "auto_map", "transformers_version", "layer_num_heads", "layer_intermediate_sizes",
+                "pruned_heads"):  # HF's own head pruning is folded into the per-layer sizes
         d.pop(key, None)
     return SensiBertConfig(
         **d, layer_num_heads=list(plan.trimmed.heads), layer_intermediate_sizes=list(plan.trimmed.ffn)
@@ -49,7 +50,7 @@ def apply_plan(model, plan: TrimPlan):
     target = _target_class(model)(config).to(next(model.parameters()).device)
     src_layers, dst_layers = adapter.layers(model), adapter.layers(target)
     # Everything outside the trimmed projections is copied as is (embeddings, LayerNorms, heads).
-    own = {k: v for k, v in model.state_dict().items()}
+    own = model.state_dict()
     dst_state = target.state_dict()
     for key, value in dst_state.items():
         if key in own and own[key].shape == value.shape:

@@ -40,6 +40,11 @@ class ClassificationEval:
         for batch in track(batches(prepared, self.tokenizer, batch_size), desc):
             labels.append(batch.pop("labels").numpy())
             logits.append(runner({k: v.numpy() for k, v in batch.items()})["logits"])
+            if logits[-1].shape[-1] != self.task.num_labels:
+                from .errors import SensiEdgeError
+
+                raise SensiEdgeError(f"the model predicts {logits[-1].shape[-1]} classes but task {self.task.name} has "
+                                     f"{self.task.num_labels}; pick the matching --task/--num-labels")
         logits = np.concatenate(logits)
         return Scored(compute_metrics(self.task, logits, np.concatenate(labels)), logits)
 

@@ -160,3 +160,25 @@ def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_
     with pytest.raises(Exception, match="differs from this run's"):
         compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "bad", reuse=first.output, max_train_samples=5),
                  log=lambda m: None)
+
+
+def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_model_dir, tiny_sst2_dir):
+    from transformers import RobertaConfig
+
+    roberta = tmp_path / "roberta"
+    RobertaConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=48).save_pretrained(roberta)
+    cases = [
+        (["--model", str(roberta)], "model type 'roberta' is not supported"),
+        (["--budget", "100", "--absolute"], "cannot be trimmed"),
+        (["--reuse", str(tmp_path / "nope")], "is not a compress run kept with --keep-intermediate"),
+        (["--max-seq-length", "256"], "exceeds the model's 128 positions"),
+    ]
+    for extra, message in cases:
+        args = ["compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data", str(tiny_sst2_dir),
+                "--output", str(tmp_path / "out")]
+        if extra[0] == "--model":
+            args[2] = extra[1]
+            extra = []
+        res = CliRunner().invoke(app, args + extra)
+        assert res.exit_code == 2 and message in res.stderr, (extra, res.stderr)
+        assert not any(tmp_path.glob("out*")), extra

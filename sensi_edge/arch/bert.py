@@ -19,12 +19,16 @@ from ..modeling.modeling_sensi_bert import EmptyAttention
 
 class BertAdapter:
     @staticmethod
-    def backbone(model):
-        return model.base_model
-
-    @staticmethod
     def layers(model):
         return list(model.base_model.encoder.layer)
+
+    @staticmethod
+    def geometry_from_config(cfg) -> Geometry:
+        """The encoder shape a (Sensi)BertConfig describes, without building the model."""
+        n = cfg.num_hidden_layers
+        heads = getattr(cfg, "layer_num_heads", None) or [cfg.num_attention_heads] * n
+        ffn = getattr(cfg, "layer_intermediate_sizes", None) or [cfg.intermediate_size] * n
+        return Geometry(cfg.hidden_size, cfg.hidden_size // cfg.num_attention_heads, tuple(heads), tuple(ffn))
 
     @staticmethod
     def geometry(model) -> Geometry:
