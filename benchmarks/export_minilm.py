@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=ROOT.parent / "runs" / "rt-polarity-b0.5", help="a compress output")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--export-only", action="store_true", help="prepare the ONNX files, measure nothing (latency wants a quiet machine)")
     args = ap.parse_args()
     compressed_onnx = args.run.parent / f"{args.run.name}-onnx"
     dense_onnx = args.run.parent / "minilm-dense-onnx"
@@ -53,6 +54,8 @@ def main() -> None:
         f"{v['name']} is {v['smaller_than_dense_fp32_onnx']:.2f}x smaller" for v in rep["variants"]) + "\n"
     out.with_suffix(".md").write_text(md)
     print(md)
+    if args.export_only:
+        return
     models = [args.run / "model"] + [compressed_onnx / v["file"] for v in rep["variants"]] + [
         dense_onnx / v["file"] for v in dense["variants"]]
     report = bench(BenchConfig(models=tuple(models), baseline=Path(default_model_path()), threads=tuple(args.threads),

@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT.parent / "runs" / "bert-base-random")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--export-only", action="store_true", help="prepare the ONNX files, measure nothing (latency wants a quiet machine)")
     args = ap.parse_args()
     paths = build(args.workdir)
     onnx = {}
@@ -62,6 +63,8 @@ def main() -> None:
             export(ExportConfig(p, out, quantize=("dynamic",), task="sst2", data=str(SHARED / "rt-polarity"),
                                 max_eval_samples=64, max_metric_drop=100.0))
         onnx[name] = out
+    if args.export_only:
+        return
     models = (paths["pruned50"], onnx["dense"] / "model.onnx", onnx["dense"] / "model_int8_dynamic.onnx",
               onnx["pruned50"] / "model.onnx", onnx["pruned50"] / "model_int8_dynamic.onnx")
     report = bench(BenchConfig(models=models, baseline=paths["dense"], threads=tuple(args.threads),
