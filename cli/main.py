@@ -107,6 +107,9 @@ def export(
     doc_stride: int = typer.Option(128),
     opset: int = typer.Option(17),
     preset: Optional[str] = typer.Option(None, help="int8 preset: vnni | avx2 | avx512 | arm64 [default: this CPU]"),
+    weight_type: Optional[str] = typer.Option(None, help="override the preset: qint8 | quint8"),
+    per_channel: Optional[bool] = typer.Option(None, "--per-channel/--no-per-channel", help="override the preset"),
+    reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--no-reduce-range", help="override the preset"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
 ):
     """Export fused fp32 and int8 ONNX variants and verify each against PyTorch and the task metric."""
@@ -122,7 +125,8 @@ def export(
     cfg = ExportConfig(model_dir=model_dir, output=output, quantize=tuple(quantize), task=task, data=data, eval_split=split,
                        max_eval_samples=max_eval_samples, parity_rows=parity_rows, calibration_rows=calibration_rows,
                        max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, doc_stride=doc_stride,
-                       opset=opset, preset=preset,
+                       opset=opset, preset=preset, weight_type=weight_type, per_channel=per_channel,
+                       reduce_range=reduce_range,
                        threads=threads)
     try:
         result = run(cfg, log=lambda m: typer.echo(m, err=True))

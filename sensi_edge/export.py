@@ -39,6 +39,9 @@ class ExportConfig:
     doc_stride: int = 128
     opset: int = 17
     preset: str | None = None  # vnni | avx2 | avx512 | arm64; default: this CPU
+    weight_type: str | None = None  # overrides of the preset's settings
+    per_channel: bool | None = None
+    reduce_range: bool | None = None
     threads: int | None = None
 
 
@@ -115,10 +118,19 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     from .arch import adapter_for
 
     geometry = adapter_for(torch_runner.model).geometry(torch_runner.model)
+    preset = PRESETS[cfg.preset] if cfg.preset else detect_preset()
+    overrides = {k: v for k, v in (("weight_type", cfg.weight_type), ("per_channel", cfg.per_channel),
+                                   ("reduce_range", cfg.reduce_range)) if v is not None}
+    if cfg.weight_type not in (None, "qint8", "quint8"):
+        raise SensiEdgeError(f"unknown --weight-type {cfg.weight_type!r}: use qint8 or quint8")
+    if overrides:
+        from dataclasses import replace
+
+        preset = replace(preset, name=f"{preset.name}+custom", **overrides)
     work = _check_output(output)
     try:
         return _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log,
-                       PRESETS[cfg.preset] if cfg.preset else detect_preset())
+                       preset)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

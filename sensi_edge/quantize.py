@@ -36,10 +36,15 @@ PRESETS = {
 }
 
 
-def detect_preset() -> QuantPreset:
+def cpu_info_flags() -> set[str]:
+    """The ISA flags that decide int8 kernels (from bundle_runtime, which devices run too)."""
     from .bundle_runtime import cpu_info
 
-    flags = {name for name, present in cpu_info()["isa"].items() if present}
+    return {name for name, present in cpu_info()["isa"].items() if present}
+
+
+def detect_preset() -> QuantPreset:
+    flags = cpu_info_flags()
     if platform.machine().lower() in ("aarch64", "arm64"):
         return PRESETS["arm64"]
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:

@@ -58,7 +58,8 @@ def _irregular_model_dir(tmp_path, seed=0):
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
     model_dir, plan = _irregular_model_dir(tmp_path)
     res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
-                              data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16), log=lambda m: None)
+                              data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16, per_channel=False),
+                 log=lambda m: None)
     r = res.report
     assert r["graph_steps"]["export"]["max_abs_diff"] < 1e-4
     assert r["graph_steps"]["fuse"]["max_abs_diff"] < 1e-4
@@ -73,6 +74,7 @@ def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path,
     dyn = v["int8-dynamic"]
     assert dyn["ops"].get("QAttention", 0) == len(layers_with_heads) and dyn["ops"].get("MatMulInteger", 0) > 0
     assert dyn["size_bytes"] < 0.5 * fp32["size_bytes"]
+    assert dyn["quantization"]["per_channel"] is False and r["cpu_preset"].endswith("+custom")
     assert v["int8-static"]["ops"].get("QuantizeLinear", 0) > 0
     for name in ("int8-dynamic", "int8-static"):
         p = v[name]["parity"]
@@ -133,6 +135,7 @@ def test_metric_gate_rejects_a_broken_variant(tmp_path, compressed_run, monkeypa
     (["{model}", "--onnx", "--quantize", "float8"], "unknown --quantize 'float8'"),
     (["{model}"], "pass --onnx"),
     (["{model}", "--onnx", "--data", "{data}"], "pass --task and --data"),
+    (["{model}", "--onnx", "--task", "sst2", "--data", "{data}", "--weight-type", "int4"], "unknown --weight-type 'int4'"),
 ])
 def test_export_bad_input(tmp_path, sst2_dir, args, message):
     model_dir, _ = _irregular_model_dir(tmp_path)
