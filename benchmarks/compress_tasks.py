@@ -26,7 +26,7 @@ SHARED = ROOT.parent.parent / "shared" / "data"
 RUNS = {
     "rt-polarity": ("sst2", {}),
     "snli": ("mnli", {"max_train_samples": 20000, "epochs": 2.0}),
-    "qnli-squad": ("qnli", {}),
+    "qnli-squad": ("qnli", {"max_train_samples": 8000}),
     # SQuAD at seq 384 costs ~4x a classification step here: one epoch, lr 1e-4 (dense and trimmed alike)
     "squad-v1.1-dev": ("squad", {"epochs": 1.0, "learning_rate": 1e-4}),
 }
