@@ -55,6 +55,17 @@ def environment() -> dict:
 
 
 def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process, in MB.
+
+    Linux: VmHWM from /proc/self/status, which starts afresh at exec. (getrusage's ru_maxrss does
+    not: a child started from a large parent reports the parent's peak.)
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
 

@@ -105,3 +105,15 @@ def test_bundle_runs_standalone_and_reports_merge(exported, tmp_path):
     assert md.count("\n|") == 4 and (tmp_path / "merged.png").stat().st_size > 1000
     notreport = CliRunner().invoke(app, ["report", str(out / "manifest.json")])
     assert notreport.exit_code == 2 and "not a sensi-edge latency report" in notreport.stderr
+
+
+def test_load_probe_measures_a_fresh_process(exported):
+    import numpy as np
+
+    from sensi_edge.bench import load_probe
+
+    _, onnx_dir, _ = exported
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MB in this process must not show up in the child's peak
+    probe = load_probe(onnx_dir / "model.onnx", 1, 1, 16)
+    assert ballast.sum() > 0
+    assert probe["rss_before_load_mb"] < 300 and probe["peak_rss_mb"] > probe["rss_before_load_mb"]
