@@ -169,6 +169,10 @@ class BenchConfig:
 def bench(cfg: BenchConfig, log=print) -> dict:
     import os
 
+    # torch's OpenMP workers busy-wait after each op by default; interleaved with ORT they would steal
+    # its cores. Only effective before torch is first imported, which bench does lazily.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
     if not cfg.models:
         raise SensiEdgeError("give at least one model folder or .onnx file")
     if cfg.batch < 1:
@@ -228,6 +232,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     env["versions"]["torch"] = torch.__version__
     return {"schema": rt.REPORT_SCHEMA, "source": "bench", "environment": env,
             "settings": {"batch": cfg.batch, "seq_len": seq, "threads": list(cfg.threads), "warmup": cfg.warmup,
+                         "spinning": "off (ORT allow_spinning=0, OMP_WAIT_POLICY=PASSIVE)",
                          "min_runs": cfg.min_runs, "min_seconds": cfg.min_seconds,
                          "flops_counted": "encoder matmul FLOPs of the actual architecture x batch"},
             "baseline": baseline.name if baseline else None, "results": results}

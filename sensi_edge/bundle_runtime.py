@@ -87,6 +87,9 @@ def ort_session(path, threads: int):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads  # ORT ignores OMP_NUM_THREADS
     opts.inter_op_num_threads = 1
+    # Idle worker threads must not spin: with variants interleaved, one session's spinning pool would
+    # steal the cores the next variant is being timed on.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
