@@ -114,7 +114,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     if cfg.max_eval_samples:
         val = val.select(range(min(cfg.max_eval_samples, len(val))))
     tokenizer = find_tokenizer(model_dir)
-    torch_runner = open_runner(model_dir, cfg.threads)
+    torch_runner = open_runner(model_dir, cfg.threads, qa=task.kind == "qa")
     from .arch import adapter_for
 
     geometry = adapter_for(torch_runner.model).geometry(torch_runner.model)

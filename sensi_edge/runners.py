@@ -53,8 +53,12 @@ class OrtRunner:
         return dict(zip(self.output_names, self.session.run(None, feed)))
 
 
-def open_runner(path: str | Path, threads: int | None = None):
-    """TorchRunner for a model folder, OrtRunner for an .onnx file."""
+def open_runner(path: str | Path, threads: int | None = None, qa: bool | None = None):
+    """TorchRunner for a model folder, OrtRunner for an .onnx file.
+
+    ``qa`` picks the head of a folder (the task knows it; a bare BertModel checkpoint does not);
+    None reads it from the checkpoint's architectures.
+    """
     path = Path(path)
     if path.suffix == ".onnx":
         return OrtRunner(path, threads)
@@ -69,8 +73,9 @@ def open_runner(path: str | Path, threads: int | None = None):
     if threads:
         torch.set_num_threads(threads)
     config = load_config(str(path))
-    archs = getattr(config, "architectures", None) or []
-    cls = AutoModelForQuestionAnswering if any("QuestionAnswering" in a for a in archs) else AutoModelForSequenceClassification
+    if qa is None:
+        qa = any("QuestionAnswering" in a for a in (getattr(config, "architectures", None) or []))
+    cls = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
     try:
         return TorchRunner(cls.from_pretrained(str(path)))
     except Exception as exc:

@@ -32,7 +32,7 @@ def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None
     if max_samples:
         rows = rows.select(range(min(max_samples, len(rows))))
     tok = find_tokenizer(path, tokenizer)
-    runner = open_runner(path, threads)
+    runner = open_runner(path, threads, qa=task.kind == "qa")
     ev = evaluator_for(task, tok, max_seq_length or task.default_seq_length)
     scored = ev.score(runner, ev.prepare(rows), batch_size)
     return {"path": str(path), "task": task.name, "data": data, "split": split or task.validation_splits[0],

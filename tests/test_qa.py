@@ -124,6 +124,15 @@ def test_squad_through_compress_export_and_evaluate(tmp_path, tiny_model_dir):
         assert ev.exit_code == 0, ev.stderr
         scores.append(json.loads(ev.stdout)["metrics"])
     assert scores[0] == scores[1]
+    # a bare encoder checkpoint (no head) is exported as a QA model because the task says so
+    bare = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--onnx", "--output", str(tmp_path / "bare"),
+                                    "--task", "squad", "--data", str(data), "--max-seq-length", "64",
+                                    "--quantize", "none", "--max-metric-drop", "100"])
+    assert bare.exit_code == 0, bare.stderr[-2000:]
+    import onnx
+
+    outputs = [o.name for o in onnx.load(str(tmp_path / "bare" / "model.onnx")).graph.output]
+    assert outputs == ["start_logits", "end_logits"]
 
 
 def test_squad_data_errors(tmp_path):
