@@ -53,30 +53,42 @@ def merge(paths: list[Path], output: Path) -> tuple[Path, Path]:
 
 
 def _plot(table: list[dict], path: Path) -> None:
-    """Left: latency vs file size (always known). Right: latency vs task metric (where known)."""
+    """Left: latency vs file size (always known). Right: latency vs task metric (where known).
+
+    Colour = runtime and precision, marker = device; names are written only when few points fit.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    kinds = sorted({f"{t['kind']} {t.get('precision', '')}".strip() for t in table})
     devices = sorted({t["device"] for t in table})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, dev in enumerate(devices):
-        pts = [t for t in table if t["device"] == dev]
+    markers = "osD^v<>"
+    annotate = len(table) <= 12
+    for t in table:
+        kind = f"{t['kind']} {t.get('precision', '')}".strip()
+        style = {"color": colors[kinds.index(kind) % len(colors)], "marker": markers[devices.index(t["device"]) % len(markers)],
+                 "alpha": 0.7}
         for ax, key in zip(axes, ("size", "metric")):
-            sel = [t for t in pts if key == "size" or t.get("metric")]
-            ys = [t["size_bytes"] / 1e6 if key == "size" else t["metric"]["value"] for t in sel]
-            ax.scatter([t["median_ms"] for t in sel], ys, color=colors[i % len(colors)], alpha=0.7,
-                       label=dev if key == "size" else None)
-            for t, y in zip(sel, ys):
+            if key == "metric" and not t.get("metric"):
+                continue
+            y = t["size_bytes"] / 1e6 if key == "size" else t["metric"]["value"]
+            ax.scatter([t["median_ms"]], [y], **style)
+            if annotate:
                 ax.annotate(f"{t['variant']} ({t['threads']}t)", (t["median_ms"], y), fontsize=6, alpha=0.8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[i % len(colors)], marker="o", ls="", label=k) for i, k in enumerate(kinds)]
+    handles += [Line2D([], [], color="gray", marker=markers[i % len(markers)], ls="", label=d) for i, d in enumerate(devices)]
+    axes[0].legend(handles=handles, fontsize=7)
     axes[0].set_ylabel("file size, MB")
     axes[1].set_ylabel("task metric (variants with a known metric)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("median latency, ms (log)")
-    axes[0].legend(fontsize=7)
     fig.suptitle("sensi-edge: latency vs size vs metric", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
