@@ -242,7 +242,8 @@ def _bundle_main(argv=None) -> int:
             kind = "int8" if manifest.get("int8") else "fp32"
             gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
             report["results"].append({
-                "variant": manifest["name"], "kind": "onnx", "threads": threads, "batch": manifest.get("batch", 1),
+                "variant": manifest["name"], "kind": "onnx", "precision": "int8" if manifest.get("int8") else "fp32",
+                "threads": threads, "batch": manifest.get("batch", 1),
                 "seq_len": seq, **stats, "load_seconds": load_s, "first_inference_seconds": first_s,
                 "peak_rss_mb": peak_rss_mb(), "flops": flops, "achieved_gflops": gflops,
                 "ceiling_gflops": ceiling[kind]["gflops"], "ceiling_kind": kind,
