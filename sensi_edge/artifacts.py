@@ -24,6 +24,16 @@ def content_hash(payload) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def compress_report_for(model_dir: Path) -> dict | None:
+    """The report.json of the compress run a model folder came from (OUT/model -> OUT/report.json)."""
+    for f in (Path(model_dir) / "report.json", Path(model_dir).parent / "report.json"):
+        if f.is_file():
+            r = json.loads(f.read_text())
+            if "compressed" in r and "task" in r and "data" in r:
+                return r
+    return None
+
+
 def refuse_occupied(output: Path) -> None:
     """Stages never write over a finished run or a user's folder: an existing output must be empty."""
     from .errors import SensiEdgeError

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bundle_runtime as rt
-from .artifacts import write_json_atomic
+from .artifacts import compress_report_for, write_json_atomic
 from .cost import Geometry, encoder_flops
 from .errors import SensiEdgeError, first_line
 
@@ -44,15 +44,6 @@ def _export_report_for(path: Path) -> dict | None:
         return json.loads(f.read_text())
     if path.parent.name == "rejected" and (path.parent.parent / "export_report.json").is_file():
         return json.loads((path.parent.parent / "export_report.json").read_text())
-    return None
-
-
-def _compress_report_for(model_dir: Path) -> dict | None:
-    for f in (model_dir / "report.json", model_dir.parent / "report.json"):
-        if f.is_file():
-            r = json.loads(f.read_text())
-            if "compressed" in r:
-                return r
     return None
 
 
@@ -87,7 +78,7 @@ def describe(path: Path) -> Variant:
     from .arch import adapter_for
 
     cfg = load_config(str(path))
-    report = _compress_report_for(path)
+    report = compress_report_for(path)
     metric = {"name": report["metric"], "value": report["compressed"][report["metric"]]} if report else None
     size = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
     archs = getattr(cfg, "architectures", None) or []
@@ -106,7 +97,7 @@ def auto_baseline(paths: list[Path]) -> Path | None:
             if not r:
                 continue
             model_dir = Path(r["model_dir"])
-        r = _compress_report_for(model_dir)
+        r = compress_report_for(model_dir)
         if r and Path(str(r["model"])).exists():
             return Path(r["model"])
     return None

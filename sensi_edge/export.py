@@ -8,15 +8,14 @@ the report. Everything is written to ``OUT.partial`` and renamed when complete.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import refuse_occupied, write_json_atomic
+from .artifacts import compress_report_for, refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError
 
 FP32_TOLERANCE = 1e-4
@@ -55,15 +54,6 @@ class ExportResult:
         return [v["name"] for v in self.report["variants"] if v["status"] == "rejected"]
 
 
-def _task_from_compress_report(model_dir: Path) -> dict | None:
-    for candidate in (model_dir / "report.json", model_dir.parent / "report.json"):
-        if candidate.is_file():
-            r = json.loads(candidate.read_text())
-            if "task" in r and "data" in r:
-                return r
-    return None
-
-
 def _check_output(output: Path) -> Path:
     refuse_occupied(output)
     work = output.parent / f"{output.name}.partial"
@@ -100,7 +90,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
         raise SensiEdgeError(f"unknown --preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
         raise SensiEdgeError(f"{model_dir} is not a model folder (no config.json); pass a compress OUT/model folder")
-    source = _task_from_compress_report(model_dir)
+    source = compress_report_for(model_dir)
     task_name = cfg.task or (source["task"]["name"] if source else None)
     data = cfg.data or (source["data"] if source else None)
     if not task_name or not data:
@@ -252,7 +242,7 @@ def render_markdown(r: dict) -> str:
         "",
         f"- model: `{r['model_dir']}`; data `{r['data']}` split `{r['split']}` ({r['validation_rows']} rows)",
         f"- PyTorch {m}: {r['pytorch_metrics'][m]:.2f}; gate: reject a variant losing > {r['max_metric_drop']} point(s)",
-        f"- graph steps vs PyTorch: " + ", ".join(f"{k} max |diff| {v['max_abs_diff']:.1e}" for k, v in r["graph_steps"].items()),
+        "- graph steps vs PyTorch: " + ", ".join(f"{k} max |diff| {v['max_abs_diff']:.1e}" for k, v in r["graph_steps"].items()),
         f"- int8 preset: {r['cpu_preset']}",
         "",
         f"| variant | file | MB | size vs fp32 | {m} | drop | max abs logit diff | argmax agree | fused ops | status |",

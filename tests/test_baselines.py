@@ -1,5 +1,4 @@
 """Comparison methods meet the same budget accounting and do what their names say."""
-import random
 
 import numpy as np
 import pytest

@@ -2,8 +2,6 @@
 import random
 
 import pytest
-import torch
-from transformers import BertModel
 
 from sensi_edge.artifacts import GroupSensitivity, SensitivityReport, TrimPlan
 from sensi_edge.cost import Geometry, encoder_flops, encoder_params, unit_cost
