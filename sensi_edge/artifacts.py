@@ -26,7 +26,9 @@ def content_hash(payload) -> str:
 
 def compress_report_for(model_dir: Path) -> dict | None:
     """The report.json of the compress run a model folder came from (OUT/model -> OUT/report.json)."""
-    for f in (Path(model_dir) / "report.json", Path(model_dir).parent / "report.json"):
+    model_dir = Path(model_dir)
+    # only OUT/model is the compressed model: a kept OUT/dense_model or OUT/warm_model is not what the report scores
+    for f in (model_dir / "report.json",) + ((model_dir.parent / "report.json",) if model_dir.name == "model" else ()):
         if f.is_file():
             r = json.loads(f.read_text())
             if "compressed" in r and "task" in r and "data" in r:

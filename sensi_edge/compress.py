@@ -302,30 +302,47 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     return CompressResult(output, report)
 
 
+# What each reusable stage depends on: a stage is copied only when the kept run agrees on all of it.
+_BASE_KEYS = ("task", "data", "model", "recipe", "max_train_samples", "max_eval_samples", "max_seq_length",
+              "doc_stride", "calibration_samples", "text_columns", "label_column", "num_labels")
+_WARM_KEYS = _BASE_KEYS + ("warmup_fraction",)
+_SENS_KEYS = ("sensitivity_method", "probe_density")
 REUSABLE = ("baseline.json", "dense_model", "warm_model", "sensitivity.json", "sensitivity.png")
 
 
 def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
-    """Seed a new run with another run's dense-side stages (same task, data, model, recipe, seed).
+    """Seed a new run with the dense-side stages of a kept run that this run would compute identically.
 
-    The stages that depend on the budget or method (plan, trim) are never reused.
+    The dense baseline needs the same data, model and recipe; the warm model also the same warm-up;
+    the sensitivity analysis also the same probe settings and the same analysed model (fisher-mask
+    analyses the fine-tuned dense model, the other methods the warm one). The stages that depend on
+    the budget or method (plan, trim) are never reused. A kept run that agrees on nothing is an error
+    rather than a silent full recompute.
     """
-    src_run = json.loads((source / "run.json").read_text())["config"]
-    if (src_run.get("method") == "fisher-mask") != (cfg.method == "fisher-mask"):
-        raise SensiEdgeError(f"--reuse {source}: fisher-mask analyses the fine-tuned dense model, the other methods the "
-                             "warm model; reuse a run of the same kind")
-    for key in ("task", "data", "model", "recipe", "max_train_samples", "max_eval_samples", "max_seq_length",
-                "doc_stride", "calibration_samples", "sensitivity_method", "probe_density", "warmup_fraction",
-                "text_columns", "label_column", "num_labels"):
-        mine = json.loads(json.dumps(cfg.to_dict()[key]))
-        if src_run.get(key) != mine:
-            raise SensiEdgeError(f"--reuse {source}: its {key} ({src_run.get(key)}) differs from this run's ({mine})")
-    for name in REUSABLE:
+    src = json.loads((source / "run.json").read_text())["config"]
+    mine = json.loads(json.dumps(cfg.to_dict()))
+    differs = [k for k in _BASE_KEYS if src.get(k) != mine[k]]
+    if differs:
+        k = differs[0]
+        raise SensiEdgeError(f"--reuse {source}: its {k} ({src.get(k)}) differs from this run's ({mine[k]}); "
+                             "nothing in it can be reused")
+    fisher = cfg.method == "fisher-mask"
+    if fisher and not (source / "dense_model" / "config.json").is_file():
+        raise SensiEdgeError(f"--reuse {source}: fisher-mask needs the fine-tuned dense model, which that run did not "
+                             "keep; rerun it with --keep-intermediate")
+    same_warm = all(src.get(k) == mine[k] for k in _WARM_KEYS)
+    analysed_same = (src.get("method") == "fisher-mask") == fisher and (fisher or same_warm)
+    take = ["baseline.json", "dense_model"]
+    if same_warm:
+        take.append("warm_model")
+    if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
+        take += ["sensitivity.json", "sensitivity.png"]
+    for name in take:
         if (source / name).is_dir():
             shutil.copytree(source / name, work / name)
         elif (source / name).is_file():
             shutil.copy2(source / name, work / name)
-    log(f"reusing from {source}: " + ", ".join(n for n in REUSABLE if (work / n).exists()))
+    log(f"reusing from {source}: " + (", ".join(n for n in REUSABLE if (work / n).exists()) or "nothing"))
 
 
 def _save_model_atomic(model, tokenizer, path: Path) -> None:
@@ -395,7 +412,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
                  "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
         "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
-                        "calibration_rows": sens.calibration_rows,
+                        "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.warmup_fraction,
                         "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
         "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},

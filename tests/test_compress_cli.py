@@ -162,6 +162,26 @@ def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_
                  log=lambda m: None)
 
 
+def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "anchor", keep_intermediate=True), log=lambda m: None)
+    logs = []
+    # another warm-up length: the dense baseline is shared, the warm model and its sensitivity are not
+    longer = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "w3", warmup_fraction=0.3, reuse=first.output),
+                      log=logs.append)
+    r = longer.report
+    assert "baseline" not in r["wall_seconds"] and "warmup" in r["wall_seconds"] and "sensitivity" in r["wall_seconds"]
+    assert r["dense_baseline"] == first.report["dense_baseline"]
+    assert any("reusing from" in m and "baseline.json" in m and "warm_model" not in m for m in logs)
+    # fisher-mask analyses the dense model: it takes the baseline and dense model, not the warm model's sensitivity
+    fm = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm", method="fisher-mask", reuse=first.output),
+                  log=lambda m: None).report
+    assert "baseline" not in fm["wall_seconds"] and "sensitivity" in fm["wall_seconds"]
+    # a run that did not keep its dense model cannot seed fisher-mask
+    with pytest.raises(Exception, match="did not keep; rerun it with --keep-intermediate"):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm2", method="fisher-mask", reuse=longer.output),
+                 log=lambda m: None)
+
+
 def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_model_dir, tiny_sst2_dir):
     from transformers import RobertaConfig
 

@@ -106,3 +106,17 @@ def test_build_plan_keeps_most_important_units_and_round_trips(tmp_path):
     report.save(tmp_path / "s.json")
     assert SensitivityReport.load(tmp_path / "s.json") == report
     assert plan.source["sensitivity"] == report.hash()
+
+
+def test_only_the_compressed_model_folder_takes_its_runs_report(tmp_path):
+    """A kept OUT/dense_model must not be described by OUT/report.json (that scores OUT/model)."""
+    import json
+
+    from sensi_edge.artifacts import compress_report_for
+
+    run = tmp_path / "run"
+    for sub in ("model", "dense_model", "warm_model"):
+        (run / sub).mkdir(parents=True)
+    (run / "report.json").write_text(json.dumps({"compressed": {"accuracy": 80.0}, "task": {}, "data": "d"}))
+    assert compress_report_for(run / "model")["compressed"] == {"accuracy": 80.0}
+    assert compress_report_for(run / "dense_model") is None and compress_report_for(run / "warm_model") is None
