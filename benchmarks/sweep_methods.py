@@ -35,12 +35,17 @@ OUT = ROOT / "results" / "sweep"
 PAGE = ROOT / "results" / "sweep.md"
 
 
-def _settings(name: str, max_train_samples: int | None, epochs: float | None) -> dict:
+def _settings(name: str, max_train_samples: int | None, epochs: float | None, warmup_fraction: float | None,
+              max_eval_samples: int | None = None) -> dict:
     task, extra = RUNS[name][0], dict(RUNS[name][1])  # the same settings as benchmarks.compress_tasks
     if max_train_samples is not None:
         extra["max_train_samples"] = max_train_samples
     if epochs is not None:
         extra["epochs"] = epochs
+    if warmup_fraction is not None:
+        extra["warmup_fraction"] = warmup_fraction
+    if max_eval_samples is not None:
+        extra["max_eval_samples"] = max_eval_samples
     return {"task": task, **extra}
 
 
@@ -61,7 +66,8 @@ def _result_path(name, method, budget, seed) -> Path:
 
 def train_all(args) -> None:
     for name in args.tasks:
-        settings = _settings(name, args.max_train_samples, args.epochs)
+        settings = _settings(name, args.max_train_samples, args.epochs, args.warmup_fraction,
+                             args.max_eval_samples)
         for seed in args.seeds:
             # the anchor keeps its dense baseline, warm model and sensitivity for every other run
             anchor = args.workdir / f"{name}_sensitivity_b{args.budgets[0]}_s{seed}"
@@ -132,6 +138,8 @@ def collect() -> dict:
     """task -> {"dense": [...], (method, budget): [reports...], "latency": {label: row}}"""
     tasks: dict = {}
     for f in sorted(OUT.glob("*_s*.json")):
+        if f.name.startswith("latency_"):
+            continue
         r = json.loads(f.read_text())
         t = tasks.setdefault(Path(r["data"]).name, {"runs": {}, "dense": {}, "latency": {}, "settings": r["sweep_settings"]})
         t["runs"].setdefault((r["method"], r["budget"]["value"]), []).append(r)
@@ -169,7 +177,7 @@ def summary() -> None:
         total_compute += compute + lat_time
         sens_cost = [r["wall_seconds"].get("warmup", 0) + r["wall_seconds"].get("sensitivity", 0) for r in anchors]
         flags = f"--tasks {name} --seeds {' '.join(map(str, seeds))}" + "".join(
-            f" --{k.replace('_', '-')} {v:g}" for k, v in s.items() if k in ("max_train_samples", "epochs"))
+            f" --{k.replace('_', '-')} {v:g}" for k, v in s.items() if k in ("max_train_samples", "epochs", "warmup_fraction", "max_eval_samples"))
         first = next(iter(runs.values()))[0]
         dm, ds = _mean_spread([t["dense"][k] for k in seeds])
         lat = t["latency"]
@@ -215,7 +223,7 @@ def summary() -> None:
                 verdicts.append(f"budget {budget}: best {ranked[0][1]} ({ranked[0][0]:.2f}); sensitivity ranks "
                                 f"{pos + 1} of {len(ranked)} ({ranked[pos][0]:.2f}, {ranked[pos][0] - ranked[0][0]:+.2f} vs best)")
         lines += ["", "Where the sensitivity method stands: " + "; ".join(verdicts) + ".", "",
-                  f"![Pareto plots for {name}](sweep_{name}.png)", ""]
+                  f"![Pareto plots for {name}]({OUT.name}_{name}.png)", ""]
         _plot(name, t, dm, ds)
     lines += [f"Total compute of this page: {total_compute / 3600:.2f} h on this machine.", ""]
     PAGE.write_text("\n".join(lines))
@@ -253,7 +261,7 @@ def _plot(name: str, t: dict, dense_mean: float, dense_spread: float) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{name}: metric vs size and vs measured int8 latency (mean +- std over seeds)")
     fig.tight_layout()
-    fig.savefig(ROOT / "results" / f"sweep_{name}.png", dpi=110)
+    fig.savefig(PAGE.parent / f"{OUT.name}_{name}.png", dpi=110)
     plt.close(fig)
 
 
@@ -265,11 +273,18 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--max-train-samples", type=int, default=None, help="override the task's training rows")
     ap.add_argument("--epochs", type=float, default=None, help="override the task's epochs")
+    ap.add_argument("--warmup-fraction", type=float, default=None,
+                    help="override the warm-up before sensitivity (a short recipe needs a larger fraction)")
+    ap.add_argument("--max-eval-samples", type=int, default=None, help="only for smoke tests: fewer validation rows")
+    ap.add_argument("--results", type=Path, default=OUT, help="where the per-run JSON files go; the page and plots "
+                    "are written beside that folder")
     ap.add_argument("--latency-seconds", type=float, default=3.0, help="minimum timing per int8 model")
     ap.add_argument("--no-latency", action="store_true", help="skip the int8 exports and the latency bench")
     ap.add_argument("--workdir", type=Path, default=ROOT.parent / "runs" / "sweep")
     ap.add_argument("--summary", action="store_true", help="only rebuild results/sweep.md and the plots")
     args = ap.parse_args()
+    global OUT, PAGE
+    OUT, PAGE = args.results, args.results.parent / f"{args.results.name}.md"
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summary:
         train_all(args)

@@ -337,6 +337,12 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
         take.append("warm_model")
     if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
         take += ["sensitivity.json", "sensitivity.png"]
+    # what the copied stages cost when they ran, so the report can still state a whole run's wall time
+    ran = json.loads((source / "timings.json").read_text()) if (source / "timings.json").is_file() else {}
+    ran = {**json.loads((source / "reused_timings.json").read_text()), **ran} if (source / "reused_timings.json").is_file() else ran
+    stage_of = {"baseline.json": "baseline", "warm_model": "warmup", "sensitivity.json": "sensitivity"}
+    write_json_atomic(work / "reused_timings.json", {stage_of[n]: ran[stage_of[n]] for n in take
+                                                     if n in stage_of and stage_of[n] in ran and (source / n).exists()})
     for name in take:
         if (source / name).is_dir():
             shutil.copytree(source / name, work / name)
@@ -378,7 +384,11 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
     saved = count_saved_params(model_dir)
     dense_enc = encoder_params(plan.dense)
     total = sum(seconds.values())
-    sens_share = (seconds.get("warmup", 0) + seconds.get("sensitivity", 0)) / total if total else 0.0
+    reused_file = Path(model_dir).parent / "reused_timings.json"
+    reused = json.loads(reused_file.read_text()) if reused_file.is_file() else {}
+    whole = {**reused, **seconds}  # a whole run's stages: this run's own plus the ones it reused
+    whole_total = sum(whole.values())
+    sens_share = (whole.get("warmup", 0) + whole.get("sensitivity", 0)) / whole_total if whole_total else 0.0
     return {
         "task": task.to_dict(),
         "model": model_spec,
@@ -416,6 +426,8 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
                         "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
         "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
+        "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},
+        "whole_run_wall_seconds": round(whole_total, 1),
         "sensitivity_share_of_wall_time": round(sens_share, 4),
         "threads": __import__("torch").get_num_threads(),
     }
@@ -449,7 +461,9 @@ def render_markdown(r: dict) -> str:
         f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}",
         "",
         "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_seconds"].items())
-        + f"; sensitivity (warm-up + probes) = {r['sensitivity_share_of_wall_time']:.1%} of the run; {r['threads']} threads.",
+        + (f"; reused from {r['reused_stages_from']}: " + ", ".join(f"{k} {v}" for k, v in r["reused_wall_seconds"].items())
+           + f" (whole run {r['whole_run_wall_seconds']})" if r.get("reused_wall_seconds") else "")
+        + f"; sensitivity (warm-up + probes) = {r['sensitivity_share_of_wall_time']:.1%} of the whole run; {r['threads']} threads.",
         "",
     ]
     return "\n".join(lines)

@@ -171,6 +171,7 @@ def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_
     r = longer.report
     assert "baseline" not in r["wall_seconds"] and "warmup" in r["wall_seconds"] and "sensitivity" in r["wall_seconds"]
     assert r["dense_baseline"] == first.report["dense_baseline"]
+    assert set(r["reused_wall_seconds"]) == {"baseline"} and r["whole_run_wall_seconds"] > r["wall_seconds"]["total"]
     assert any("reusing from" in m and "baseline.json" in m and "warm_model" not in m for m in logs)
     # fisher-mask analyses the dense model: it takes the baseline and dense model, not the warm model's sensitivity
     fm = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm", method="fisher-mask", reuse=first.output),
