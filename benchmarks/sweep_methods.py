@@ -276,7 +276,7 @@ def main() -> None:
     ap.add_argument("--warmup-fraction", type=float, default=None,
                     help="override the warm-up before sensitivity (a short recipe needs a larger fraction)")
     ap.add_argument("--max-eval-samples", type=int, default=None, help="only for smoke tests: fewer validation rows")
-    ap.add_argument("--results", type=Path, default=OUT, help="where the per-run JSON files go; the page and plots "
+    ap.add_argument("--results", type=Path, default=ROOT / "results" / "sweep", help="where the per-run JSON files go; the page and plots "
                     "are written beside that folder")
     ap.add_argument("--latency-seconds", type=float, default=3.0, help="minimum timing per int8 model")
     ap.add_argument("--no-latency", action="store_true", help="skip the int8 exports and the latency bench")
