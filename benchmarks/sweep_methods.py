@@ -197,7 +197,8 @@ def summary() -> None:
                   f"Sensitivity analysis (warm-up + probes), run once per seed and reused for every budget: "
                   f"{statistics.mean(sens_cost):.0f} s per seed." if sens_cost else "",
                   f"Compute: {compute / 60:.1f} min of compress runs + {lat_time / 60:.1f} min of int8 exports and latency.", "",
-                  "| budget | method | encoder params kept | accuracy | vs dense | int8 ms (speed-up) | int8 accuracy |",
+                  "| budget | method | encoder params kept | accuracy | vs dense | int8 ms, seed " + str(seeds[0])
+                  + " (speed-up) | int8 accuracy, seed " + str(seeds[0]) + " |",
                   "|---|---|---|---|---|---|---|"]
         dl, dacc = lat_cell("dense")
         lines.append(f"| 1.0 | dense (fine-tuned) | 100% | {dm:.2f} +- {ds:.2f} | - | {dl} | {dacc} |")
@@ -222,11 +223,35 @@ def summary() -> None:
             if pos is not None:
                 verdicts.append(f"budget {budget}: best {ranked[0][1]} ({ranked[0][0]:.2f}); sensitivity ranks "
                                 f"{pos + 1} of {len(ranked)} ({ranked[pos][0]:.2f}, {ranked[pos][0] - ranked[0][0]:+.2f} vs best)")
-        lines += ["", "Where the sensitivity method stands: " + "; ".join(verdicts) + ".", "",
+        majority = _majority_rate(first)
+        collapsed = sorted(f"{m}@{b} seed {r['recipe']['seed']}" for (m, b), rs in runs.items() for r in rs
+                           if majority is not None and r["compressed"][r["metric"]] <= majority + 0.5)
+        lines += ["", "Where the sensitivity method stands: " + "; ".join(verdicts) + ".", ""]
+        if majority is not None:
+            lines += [f"Majority-class accuracy of this validation split: {majority:.2f}. Runs at or within 0.5 of it "
+                      f"learnt nothing usable: {', '.join(collapsed) if collapsed else 'none'}.", ""]
+        lines += [
+
                   f"![Pareto plots for {name}]({OUT.name}_{name}.png)", ""]
         _plot(name, t, dm, ds)
     lines += [f"Total compute of this page: {total_compute / 3600:.2f} h on this machine.", ""]
     PAGE.write_text("\n".join(lines))
+
+
+def _majority_rate(report: dict) -> float | None:
+    """Accuracy of always answering the most frequent validation label (None for QA)."""
+    if report["task"].get("kind") == "qa":
+        return None
+    from collections import Counter
+
+    from sensi_edge.data import load_task_data
+    from sensi_edge.tasks import get_task
+
+    t = report["task"]
+    task = get_task(t["name"], t.get("text_columns") or None, t.get("label_column"), t.get("num_labels"))
+    _, val, task = load_task_data(report["data"], task)
+    counts = Counter(val[task.label_column])
+    return 100.0 * max(counts.values()) / sum(counts.values())
 
 
 def _plot(name: str, t: dict, dense_mean: float, dense_spread: float) -> None:

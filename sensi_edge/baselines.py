@@ -7,9 +7,11 @@ through the very same fine-tuning, removal and export as the sensitivity method:
   units with the highest importance stay (the same Fisher importance Sensi-BERT uses).
 - ``global``: units from all groups compete on score per unit of cost; the best-per-cost units
   are kept until the budget is full. With L1 weight norms as scores this is global magnitude
-  pruning; with random scores, random pruning; with Fisher importance it is the global mask
-  selection of Kwon et al. 2022 (their retraining-free method also skips fine-tuning: the caller
-  decides that).
+  pruning; with Fisher importance it is the global mask selection of Kwon et al. 2022 (their
+  retraining-free method also skips fine-tuning: the caller decides that).
+- ``random``: the same greedy fill in a random order that ignores cost, so every head and every
+  neuron is kept with about the same probability (random scores divided by cost would have kept
+  nearly every cheap FFN neuron and almost no heads: a different, much worse baseline).
 - ``truncate``: keep the bottom layers whole and remove the top ones entirely (the usual
   layer-dropping baseline); the last partly kept layer is trimmed uniformly to fill the budget.
 """
@@ -49,13 +51,16 @@ def uniform(dense: Geometry, head_scores, neuron_scores, budget: Budget) -> Trim
                  budget, "uniform")
 
 
-def global_selection(dense: Geometry, head_scores, neuron_scores, budget: Budget, method: str) -> TrimPlan:
-    """Greedy by score per cost: the standard knapsack heuristic across heads and neurons."""
+def global_selection(dense: Geometry, head_scores, neuron_scores, budget: Budget, method: str,
+                     per_cost: bool = True) -> TrimPlan:
+    """Greedy by score per cost (the standard knapsack heuristic across heads and neurons), or by
+    score alone when ``per_cost`` is False."""
     target = budget.target(dense)
     h_cost = unit_cost(dense, "attention", budget.kind, budget.seq_len)
     n_cost = unit_cost(dense, "ffn", budget.kind, budget.seq_len)
-    units = [(float(s) / h_cost, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)]
-    units += [(float(s) / n_cost, n_cost, "n", layer, u) for layer, ss in enumerate(neuron_scores) for u, s in enumerate(ss)]
+    hd, nd = (h_cost, n_cost) if per_cost else (1, 1)
+    units = [(float(s) / hd, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)]
+    units += [(float(s) / nd, n_cost, "n", layer, u) for layer, ss in enumerate(neuron_scores) for u, s in enumerate(ss)]
     units.sort(key=lambda t: -t[0])
     spent = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, budget.seq_len)
     keep_h = [[] for _ in dense.heads]
@@ -140,7 +145,7 @@ def plan_with(method: str, report, budget: Budget, seed: int = 0, model=None) ->
     elif method == "random":
         rng = np.random.default_rng(seed)
         plan = global_selection(dense, [rng.random(h) for h in dense.heads], [rng.random(f) for f in dense.ffn],
-                                budget, method)
+                                budget, method, per_cost=False)
     else:
         raise ValueError(f"unknown method {method!r}")
     return replace(plan, source={**plan.source, "sensitivity": report.hash()})

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from sensi_edge.baselines import global_selection, magnitude_scores, truncate, uniform
+from sensi_edge.baselines import global_selection, magnitude_scores, plan_with, truncate, uniform
 from sensi_edge.cost import Geometry, encoder_cost, encoder_params, head_params, neuron_params
 from sensi_edge.planner import Budget
 
@@ -67,3 +67,17 @@ def test_magnitude_scores_follow_weight_norms():
         model.bert.encoder.layer[1].output.dense.weight[:, 3] *= 100  # neuron 3 of layer 1
     heads, neurons = magnitude_scores(model)
     assert int(np.argmax(heads[0])) == 1 and int(np.argmax(neurons[1])) == 3
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_random_keeps_heads_and_neurons_alike(fraction):
+    """Random order without cost weighting: heads are not starved for cheap neurons."""
+    from types import SimpleNamespace
+
+    report = SimpleNamespace(geometry=MINILM, head_importance=None, neuron_importance=None, hash=lambda: "x")
+    plan = plan_with("random", report, Budget("params", fraction), seed=3)
+    head_share = sum(plan.trimmed.heads) / sum(MINILM.heads)
+    ffn_share = sum(plan.trimmed.ffn) / sum(MINILM.ffn)
+    assert abs(head_share - ffn_share) < 0.15, (head_share, ffn_share)
+    assert abs(ffn_share - fraction) < 0.1
+    assert encoder_cost(plan.trimmed, "params", 128) <= Budget("params", fraction).target(MINILM)
