@@ -193,7 +193,8 @@ def summary() -> None:
         lines += [f"## {name} ({first['task']['name']})", "",
                   f"`python -m benchmarks.sweep_methods {flags}`  ",
                   f"{first['rows']['train']:,} train rows, {first['recipe']['epochs']:g} epochs, lr {first['recipe']['learning_rate']:g}, "
-                  f"batch {first['recipe']['batch_size']}, seeds {seeds}, {first['rows']['validation']:,} validation rows.  ",
+                  f"batch {first['recipe']['batch_size']}, seeds {seeds}, {first['rows']['validation']:,} validation rows; "
+                  f"settings (from benchmarks.compress_tasks.RUNS + flags): `{json.dumps(s, sort_keys=True)}`.  ",
                   f"Sensitivity analysis (warm-up + probes), run once per seed and reused for every budget: "
                   f"{statistics.mean(sens_cost):.0f} s per seed." if sens_cost else "",
                   f"Compute: {compute / 60:.1f} min of compress runs + {lat_time / 60:.1f} min of int8 exports and latency.", "",
