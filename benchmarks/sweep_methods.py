@@ -101,17 +101,15 @@ def measure_latency(args) -> None:
             continue
         start = time.perf_counter()
         anchor = Path(json.loads(_result_path(name, "sensitivity", args.budgets[0], seed).read_text())["run_folder"])
+        reports = [json.loads(f.read_text()) for f in runs]
         targets = {"dense": anchor / "dense_model"}
-        for f in runs:
-            r = json.loads(f.read_text())
-            targets[f"{r['method']}@{r['budget']['value']}"] = Path(r["run_folder"]) / "model"
+        targets.update({f"{r['method']}@{r['budget']['value']}": Path(r["run_folder"]) / "model" for r in reports})
         onnx_files, int8_metric = {}, {}
         for label, model_dir in targets.items():
             out = model_dir.parent / f"{model_dir.parent.name}-{model_dir.name}-onnx"
             if not (out / "export_report.json").exists():
                 print(f"[sweep] {name}: int8 export of {label}", flush=True)
-                first = json.loads(runs[0].read_text())
-                export(ExportConfig(model_dir, out, quantize=("dynamic",), task=first["task"]["name"], data=first["data"],
+                export(ExportConfig(model_dir, out, quantize=("dynamic",), task=reports[0]["task"]["name"], data=reports[0]["data"],
                                     max_metric_drop=100.0), log=lambda m: None)  # the gate's verdict is recorded, not enforced
             rep = json.loads((out / "export_report.json").read_text())
             v = next(v for v in rep["variants"] if v["name"] == "int8-dynamic")
@@ -126,8 +124,15 @@ def measure_latency(args) -> None:
             r["metric"] = None  # bench's own guess (from report files) is not used here
         report["seed"] = seed
         report["wall_seconds_exports_and_bench"] = round(time.perf_counter() - start, 1)
-        report["command"] = f"python -m benchmarks.sweep_methods --tasks {name} --latency-seconds {args.latency_seconds:g}"
+        report["command"] = _command(name, args.seeds, reports[0]["sweep_settings"]) + f" --latency-seconds {args.latency_seconds:g}"
         dst.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _command(name: str, seeds, settings: dict) -> str:
+    """The sweep command that reproduces a task's runs (flags only where they override RUNS)."""
+    return f"python -m benchmarks.sweep_methods --tasks {name} --seeds {' '.join(map(str, seeds))}" + "".join(
+        f" --{k.replace('_', '-')} {v:g}" for k, v in settings.items()
+        if k in ("max_train_samples", "epochs", "warmup_fraction", "max_eval_samples"))
 
 
 def _mean_spread(values: list[float]) -> tuple[float, float]:
@@ -171,13 +176,11 @@ def summary() -> None:
         s = t["settings"]
         runs = t["runs"]
         seeds = sorted(t["dense"])
-        anchors = [r for r in runs.get(("sensitivity", min(b for _, b in runs)), [])]
+        anchors = runs.get(("sensitivity", min(b for _, b in runs)), [])
         compute = sum(r["wall_seconds"]["total"] for rs in runs.values() for r in rs)
         lat_time = t.get("latency_report", {}).get("wall_seconds_exports_and_bench", 0.0)
         total_compute += compute + lat_time
         sens_cost = [r["wall_seconds"].get("warmup", 0) + r["wall_seconds"].get("sensitivity", 0) for r in anchors]
-        flags = f"--tasks {name} --seeds {' '.join(map(str, seeds))}" + "".join(
-            f" --{k.replace('_', '-')} {v:g}" for k, v in s.items() if k in ("max_train_samples", "epochs", "warmup_fraction", "max_eval_samples"))
         first = next(iter(runs.values()))[0]
         dm, ds = _mean_spread([t["dense"][k] for k in seeds])
         lat = t["latency"]
@@ -191,7 +194,7 @@ def summary() -> None:
             return f"{row['median_ms']:.2f}{speed}", (f"{row['int8_metric']:.2f}" if row.get("int8_metric") is not None else "-")
 
         lines += [f"## {name} ({first['task']['name']})", "",
-                  f"`python -m benchmarks.sweep_methods {flags}`  ",
+                  f"`{_command(name, seeds, s)}`  ",
                   f"{first['rows']['train']:,} train rows, {first['recipe']['epochs']:g} epochs, lr {first['recipe']['learning_rate']:g}, "
                   f"batch {first['recipe']['batch_size']}, seeds {seeds}, {first['rows']['validation']:,} validation rows; "
                   f"settings (from benchmarks.compress_tasks.RUNS + flags): `{json.dumps(s, sort_keys=True)}`.  ",

@@ -338,8 +338,7 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
         take += ["sensitivity.json", "sensitivity.png"]
     # what the copied stages cost when they ran, so the report can still state a whole run's wall time
-    ran = json.loads((source / "timings.json").read_text()) if (source / "timings.json").is_file() else {}
-    ran = {**json.loads((source / "reused_timings.json").read_text()), **ran} if (source / "reused_timings.json").is_file() else ran
+    ran = {**_json_or_empty(source / "reused_timings.json"), **_json_or_empty(source / "timings.json")}
     stage_of = {"baseline.json": "baseline", "warm_model": "warmup", "sensitivity.json": "sensitivity"}
     write_json_atomic(work / "reused_timings.json", {stage_of[n]: ran[stage_of[n]] for n in take
                                                      if n in stage_of and stage_of[n] in ran and (source / n).exists()})
@@ -349,6 +348,10 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
         elif (source / name).is_file():
             shutil.copy2(source / name, work / name)
     log(f"reusing from {source}: " + (", ".join(n for n in REUSABLE if (work / n).exists()) or "nothing"))
+
+
+def _json_or_empty(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _save_model_atomic(model, tokenizer, path: Path) -> None:
@@ -384,8 +387,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
     saved = count_saved_params(model_dir)
     dense_enc = encoder_params(plan.dense)
     total = sum(seconds.values())
-    reused_file = Path(model_dir).parent / "reused_timings.json"
-    reused = json.loads(reused_file.read_text()) if reused_file.is_file() else {}
+    reused = _json_or_empty(Path(model_dir).parent / "reused_timings.json")
     whole = {**reused, **seconds}  # a whole run's stages: this run's own plus the ones it reused
     whole_total = sum(whole.values())
     sens_share = (whole.get("warmup", 0) + whole.get("sensitivity", 0)) / whole_total if whole_total else 0.0
