@@ -1,0 +1,73 @@
+"""The sweep page is what users compare methods by: its tables, verdicts and collapse flags must follow
+the per-run reports (a wrong 'best' mark or a missed majority-class collapse would mislead)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import sweep_methods
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "rt-polarity").is_dir(), reason="needs ../shared/data")
+
+
+def _report(data: Path, task: dict, metric: str, method: str, budget: float, seed: int, value: float,
+            dense: float, kept: float) -> dict:
+    return {"data": str(data), "task": task, "metric": metric, "method": method, "budget": {"value": budget},
+            "recipe": {"seed": seed, "epochs": 2.0, "learning_rate": 5e-5, "batch_size": 32},
+            "rows": {"train": 2000, "validation": 1000}, "dense_baseline": {metric: dense},
+            "compressed": {metric: value}, "params": {"encoder_ratio": kept},
+            "wall_seconds": {"total": 60.0, "warmup": 10.0, "sensitivity": 20.0},
+            "sweep_settings": {"task": task["name"], "max_train_samples": 2000, "epochs": 2.0},
+            "run_folder": f"/nowhere/{method}_{budget}_{seed}"}
+
+
+@pytest.fixture
+def sweep_dir(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    monkeypatch.setattr(sweep_methods, "OUT", out)
+    monkeypatch.setattr(sweep_methods, "PAGE", tmp_path / "sweep.md")
+    cls = {"name": "sst2", "kind": "classification"}
+    rows = [("sensitivity", 0.5, 42, 80.0), ("sensitivity", 0.5, 43, 82.0),
+            ("uniform", 0.5, 42, 75.0), ("uniform", 0.5, 43, 59.8)]  # seed 43 answers the majority class
+    for method, budget, seed, value in rows:
+        r = _report(SHARED_DATA / "rt-polarity", cls, "accuracy", method, budget, seed, value, 85.0, 0.5)
+        (out / f"rt-polarity_{method}_b{budget}_s{seed}.json").write_text(json.dumps(r))
+    qa = {"name": "squad", "kind": "qa"}
+    for method, seed, value in [("sensitivity", 42, 30.0), ("sensitivity", 43, 32.0), ("magnitude", 42, 40.0),
+                                ("magnitude", 43, 36.0)]:
+        r = _report(SHARED_DATA / "squad-v1.1-dev", qa, "f1", method, 0.3, seed, value, 50.0, 0.3)
+        (out / f"squad-v1.1-dev_{method}_b0.3_s{seed}.json").write_text(json.dumps(r))
+    latency = {"settings": {"seq_len": 384}, "wall_seconds_exports_and_bench": 120.0,
+               "results": [{"label": "dense-pytorch-fp32", "median_ms": 40.0, "int8_metric": None},
+                           {"label": "sensitivity@0.3", "median_ms": 10.0, "int8_metric": 29.5}]}
+    (out / "latency_squad-v1.1-dev.json").write_text(json.dumps(latency))
+    return tmp_path
+
+
+def test_page_marks_best_ranks_sensitivity_and_flags_collapses(sweep_dir):
+    sweep_methods.summary()
+    page = (sweep_dir / "sweep.md").read_text()
+    assert "| 0.5 | sensitivity | 50.0% | **81.00 +- 1.00** | -4.00 |" in page
+    assert "| 0.5 | uniform | 50.0% | 67.40 +- 7.60 | -17.60 |" in page
+    assert "budget 0.5: best sensitivity (81.00); sensitivity ranks 1 of 2" in page
+    assert "Majority-class accuracy of this validation split: 59.80" in page
+    assert "learnt nothing usable: uniform@0.5 seed 43." in page
+    # QA: the metric is F1, latency at seq 384, speed-up against the dense PyTorch model of the same bench
+    assert "| budget | method | encoder params kept | f1 | vs dense | int8 ms @ seq 384, seed 42" in page
+    assert "| 0.3 | sensitivity | 30.0% | 31.00 +- 1.00 | -19.00 | 10.00 (4.0x) | 29.50 |" in page
+    assert "best magnitude (38.00); sensitivity ranks 2 of 2 (31.00, -7.00 vs best)" in page
+    assert (sweep_dir / "sweep_rt-polarity.png").stat().st_size > 0
+    assert (sweep_dir / "sweep_squad-v1.1-dev.png").stat().st_size > 0
+
+
+def test_resume_refuses_results_made_with_other_settings(sweep_dir):
+    args = argparse.Namespace(tasks=["rt-polarity"], seeds=[42], budgets=[0.5], methods=["sensitivity"],
+                              max_train_samples=1000, epochs=2.0, warmup_fraction=None, max_eval_samples=None,
+                              workdir=sweep_dir / "runs")
+    with pytest.raises(SystemExit, match="was made with"):
+        sweep_methods.train_all(args)
