@@ -88,7 +88,12 @@ def describe(path: Path) -> Variant:
 
 
 def auto_baseline(paths: list[Path]) -> Path | None:
-    """The dense pretrained model a compress/export output came from (recorded in its reports)."""
+    """The dense pretrained model a compress/export output came from (recorded in its reports).
+
+    A hub id is looked up in the local Hugging Face cache (compress downloaded it there) rather than
+    downloaded again: bench must not start a download the user did not ask for. A recorded base model
+    that is gone is an error, not a silent bench without ratios.
+    """
     for p in paths:
         p = Path(p)
         model_dir = p
@@ -98,9 +103,24 @@ def auto_baseline(paths: list[Path]) -> Path | None:
                 continue
             model_dir = Path(r["model_dir"])
         r = compress_report_for(model_dir)
-        if r and Path(str(r["model"])).exists():
-            return Path(r["model"])
+        if r:
+            return _local_base_model(str(r["model"]), model_dir)
     return None
+
+
+def _local_base_model(spec: str, came_from: Path) -> Path:
+    if Path(spec).expanduser().exists():
+        return Path(spec).expanduser()
+    fix = "pass --baseline PATH or --no-baseline"
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise SensiEdgeError(f"{came_from} was compressed from {spec}, which no longer exists; {fix}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception as exc:  # not cached (or the id is malformed): name the model and the fix
+        raise SensiEdgeError(f"{came_from} was compressed from hub model {spec!r}, which is not in the local "
+                             f"Hugging Face cache ({first_line(exc)}); {fix}") from exc
 
 
 def make_callable(v: Variant, threads: int):

@@ -117,3 +117,38 @@ def test_load_probe_measures_a_fresh_process(exported):
     probe = load_probe(onnx_dir / "model.onnx", 1, 1, 16)
     assert ballast.sum() > 0
     assert probe["rss_before_load_mb"] < 300 and probe["peak_rss_mb"] > probe["rss_before_load_mb"]
+
+
+def _compressed_from(tmp_path, base: str):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "report.json").write_text(json.dumps({"model": base, "compressed": {"accuracy": 1.0}, "task": {}, "data": "d"}))
+    return run / "model"
+
+
+def test_auto_baseline_finds_a_hub_base_model_in_the_local_cache(tmp_path, monkeypatch):
+    """Users compress hub ids: bench's default baseline is that model's cached snapshot, never a new download."""
+    import huggingface_hub.constants
+
+    from sensi_edge.bench import auto_baseline
+    from sensi_edge.errors import SensiEdgeError
+
+    cache = tmp_path / "hub"
+    snap = cache / "models--org--tiny-bert" / "snapshots" / "0123abc"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (cache / "models--org--tiny-bert" / "refs").mkdir()
+    (cache / "models--org--tiny-bert" / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    assert auto_baseline([_compressed_from(tmp_path / "a", "org/tiny-bert")]) == snap
+    with pytest.raises(SensiEdgeError, match="hub model 'org/other-bert', which is not in the local Hugging Face "
+                                             "cache.*pass --baseline PATH or --no-baseline"):
+        auto_baseline([_compressed_from(tmp_path / "b", "org/other-bert")])
+    with pytest.raises(SensiEdgeError, match="which no longer exists; pass --baseline PATH"):
+        auto_baseline([_compressed_from(tmp_path / "c", str(tmp_path / "deleted-folder"))])
+    local = tmp_path / "base"
+    local.mkdir()
+    assert auto_baseline([_compressed_from(tmp_path / "d", str(local))]) == local
+    assert auto_baseline([tmp_path / "base"]) is None  # a plain folder has no compress report: no baseline
