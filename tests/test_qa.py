@@ -147,3 +147,35 @@ def test_squad_data_errors(tmp_path):
     write_jsonl(tmp_path / "validation.jsonl", squad_rows(2, 1))
     with pytest.raises(SensiEdgeError, match="is not at character 0"):
         load_task_data(str(tmp_path), get_task("squad"))
+
+
+
+@pytest.fixture(scope="module")
+def squad_anchor(tmp_path_factory, tiny_model_dir):
+    """One kept sensitivity run on tiny SQuAD data, as the sweep's anchor is."""
+    from conftest import write_jsonl
+
+    from sensi_edge.compress import CompressConfig, compress
+    from sensi_edge.finetune import Recipe
+
+    root = tmp_path_factory.mktemp("squad_anchor")
+    write_jsonl(root / "squad" / "train.jsonl", squad_rows(24))
+    write_jsonl(root / "squad" / "validation.jsonl", squad_rows(8, seed=1))
+    common = dict(task="squad", data=str(root / "squad"), model=str(tiny_model_dir), max_seq_length=64, doc_stride=16,
+                  calibration_samples=8, recipe=Recipe(epochs=1, batch_size=8))
+    return common, compress(CompressConfig(output=root / "anchor", keep_intermediate=True, **common), log=lambda m: None)
+
+
+@pytest.mark.parametrize("method", ["fisher-mask", "truncate", "magnitude"])
+def test_comparison_methods_on_squad_reuse_a_kept_anchor(tmp_path, squad_anchor, method):
+    """The sweep runs every method on SQuAD off one kept sensitivity run: the QA head and loss must
+    flow through the Fisher mask, truncation and magnitude paths too."""
+    from sensi_edge.compress import CompressConfig, compress
+
+    common, anchor = squad_anchor
+    run = compress(CompressConfig(output=tmp_path / method, method=method, budget=0.3, reuse=anchor.output, **common),
+                   log=lambda m: None)
+    r = run.report
+    assert r["method"] == method and r["metric"] == "f1" and set(r["compressed"]) == {"exact_match", "f1"}
+    assert r["params"]["encoder_after_saved"] <= 0.3 * r["params"]["encoder_before"]
+    assert r["dense_baseline"] == anchor.report["dense_baseline"] and "baseline" in r["reused_wall_seconds"]
