@@ -44,6 +44,40 @@ def refuse_occupied(output: Path) -> None:
         raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
 
 
+def fresh_work_dir(output: Path, stage: str) -> Path:
+    """``OUT.partial`` for a stage that is cheap to redo (export, bundle), marked as ours.
+
+    A stale partial folder of the same stage is wiped; any other folder of that name is refused, so
+    a user's own ``X.partial`` is never deleted. ``publish`` renames it to ``OUT`` when complete.
+    (compress keeps its partial folder across runs instead: its stages are resumable.)
+    """
+    import shutil
+
+    from .errors import SensiEdgeError
+
+    refuse_occupied(output)
+    work = output.parent / f"{output.name}.partial"
+    marker = f".sensi-edge-{stage}"
+    if work.exists() and not (work / marker).exists():
+        raise SensiEdgeError(f"{work} exists and is not an unfinished {stage}; choose another --output or remove it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        (work / marker).touch()
+    except OSError as exc:
+        raise SensiEdgeError(f"cannot write {work}: {exc.strerror}; choose a writable --output") from exc
+    return work
+
+
+def publish(work: Path, output: Path, stage: str) -> None:
+    """Drop the stage marker and rename the finished ``OUT.partial`` to ``OUT`` (empty ``OUT`` allowed)."""
+    (work / f".sensi-edge-{stage}").unlink()
+    if output.exists():
+        output.rmdir()
+    os.replace(work, output)
+
+
 def write_json_atomic(path: Path, payload) -> None:
     """Write JSON so that a reader never sees a half-written file."""
     path = Path(path)

@@ -10,14 +10,13 @@ schema as ``sensi-edge bench``, so ``sensi-edge report`` merges device results d
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from . import bundle_runtime
-from .artifacts import refuse_occupied
+from .artifacts import fresh_work_dir, publish
 from .bench import describe
 from .cost import encoder_flops
 from .errors import SensiEdgeError
@@ -35,11 +34,8 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     if onnx_file.suffix != ".onnx":
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
     v = describe(onnx_file)
-    refuse_occupied(output)
     seq = seq_len or (384 if v.is_qa else 128)
-    work = output.parent / f"{output.name}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work_dir(output, "bundle")
     try:
         shutil.copy2(onnx_file, work / "model.onnx")
         tok_file = onnx_file.parent / "tokenizer.json"
@@ -72,9 +68,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "  pip install onnxruntime numpy        # tokenizers is optional\n"
             "  python3 run.py --threads 1 2 4       # checks outputs, then writes report.json\n\n"
             "Copy report.json back and merge reports with `sensi-edge report A.json B.json --output merged`.\n")
-        if output.exists():
-            output.rmdir()
-        os.replace(work, output)
+        publish(work, output, "bundle")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import compress_report_for, refuse_occupied, write_json_atomic
+from .artifacts import compress_report_for, fresh_work_dir, publish, write_json_atomic
 from .errors import SensiEdgeError
 
 FP32_TOLERANCE = 1e-4
@@ -52,21 +52,6 @@ class ExportResult:
     @property
     def rejected(self) -> list[str]:
         return [v["name"] for v in self.report["variants"] if v["status"] == "rejected"]
-
-
-def _check_output(output: Path) -> Path:
-    refuse_occupied(output)
-    work = output.parent / f"{output.name}.partial"
-    if work.exists() and not (work / ".sensi-edge-export").exists():
-        raise SensiEdgeError(f"{work} exists and is not an unfinished export; choose another --output or remove it")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)  # a stale partial export of ours: exports are cheap to redo
-        work.mkdir()
-        (work / ".sensi-edge-export").touch()
-    except OSError as exc:
-        raise SensiEdgeError(f"cannot write {work}: {exc.strerror}; choose a writable --output") from exc
-    return work
 
 
 def _parity(ref: np.ndarray, out: np.ndarray) -> dict:
@@ -117,7 +102,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
         from dataclasses import replace
 
         preset = replace(preset, name=f"{preset.name}+custom", **overrides)
-    work = _check_output(output)
+    work = fresh_work_dir(output, "export")
     try:
         return _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log,
                        preset)
@@ -219,10 +204,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     }
     write_json_atomic(work / "export_report.json", report)
     (work / "export_report.md").write_text(render_markdown(report))
-    (work / ".sensi-edge-export").unlink()
-    if output.exists():
-        output.rmdir()
-    work.rename(output)
+    publish(work, output, "export")
     return ExportResult(output, report)
 
 
