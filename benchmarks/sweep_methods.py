@@ -206,7 +206,7 @@ def summary() -> None:
                   f"Sensitivity analysis (warm-up + probes), run once per seed and reused for every budget: "
                   f"{statistics.mean(sens_cost):.0f} s per seed." if sens_cost else "",
                   f"Compute: {compute / 60:.1f} min of compress runs + {lat_time / 60:.1f} min of int8 exports and latency.", "",
-                  f"| budget | method | encoder params kept | {metric} | vs dense | int8 ms @ seq {seq}, seed {seeds[0]}"
+                  f"| budget | method | encoder params kept | {metric} | vs dense | int8 ms{f' @ seq {seq}' if seq else ''}, seed {seeds[0]}"
                   f" (speed-up) | int8 {metric}, seed {seeds[0]} |",
                   "|---|---|---|---|---|---|---|"]
         dl, dacc = lat_cell("dense")
@@ -288,7 +288,7 @@ def _plot(name: str, t: dict, dense_mean: float, dense_spread: float, metric: st
         axes[1].errorbar([lat["dense"]["median_ms"]], [dense_mean], yerr=[dense_spread], marker="*", markersize=12,
                          color="k", label="dense (int8)")
     axes[0].set_xlabel("encoder parameters kept (%)")
-    axes[1].set_xlabel(f"int8 ONNX latency, median ms (1 thread, seq {seq})")
+    axes[1].set_xlabel(f"int8 ONNX latency, median ms (1 thread, seq {seq})" if seq else "int8 latency: not measured yet")
     for ax in axes:
         ax.set_ylabel(f"validation {metric} (%)")
         ax.grid(alpha=0.3)
