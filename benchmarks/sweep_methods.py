@@ -207,7 +207,7 @@ def summary() -> None:
                   f"Sensitivity analysis (warm-up + probes), run once per seed and reused for every budget: "
                   f"{statistics.mean(sens_cost):.0f} s per seed." if sens_cost else "",
                   f"Compute: {compute / 60:.1f} min of compress runs + {lat_time / 60:.1f} min of int8 exports and latency.", "",
-                  *_gaps(runs, bool(lat)),
+                  *_gaps(runs, bool(lat), _command(name, GRID_SEEDS, s)),
                   f"| budget | method | encoder params kept | {metric} | vs dense | int8 ms{f' @ seq {seq}' if seq else ''}, seed {seeds[0]}"
                   f" (speed-up) | int8 {metric}, seed {seeds[0]} |",
                   "|---|---|---|---|---|---|---|"]
@@ -249,14 +249,14 @@ def summary() -> None:
     PAGE.write_text("\n".join(lines))
 
 
-def _gaps(runs: dict, has_latency: bool) -> list[str]:
+def _gaps(runs: dict, has_latency: bool, command: str) -> list[str]:
     """A line naming what the full grid still lacks, so a partial task is never read as finished."""
     have = sum(len({r["recipe"]["seed"] for r in runs.get((m, b), []) if r["recipe"]["seed"] in GRID_SEEDS})
                for m in METHODS for b in GRID_BUDGETS)
     want = len(METHODS) * len(GRID_BUDGETS) * len(GRID_SEEDS)
     missing = ([f"{want - have} of the {want} runs of the full grid (6 methods x budgets 0.3/0.5/0.7 x seeds 42/43)"]
                if have < want else []) + ([] if has_latency else ["the int8 latency bench"])
-    return [f"**Incomplete**: missing {' and '.join(missing)}; the command above resumes it.", ""] if missing else []
+    return [f"**Incomplete**: missing {' and '.join(missing)}; `{command}` resumes it.", ""] if missing else []
 
 
 def _majority_rate(report: dict) -> float | None:

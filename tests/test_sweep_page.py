@@ -59,7 +59,8 @@ def test_page_marks_best_ranks_sensitivity_and_flags_collapses(sweep_dir):
     assert "learnt nothing usable: uniform@0.5 seed 43." in page
     # a partial grid says what it lacks instead of passing for a finished task
     assert page.count("**Incomplete**: missing 32 of the 36 runs of the full grid") == 2
-    assert page.count("and the int8 latency bench; the command above resumes it.") == 1  # squad has its bench
+    assert page.count("and the int8 latency bench; `python -m benchmarks.sweep_methods --tasks rt-polarity --seeds 42 43 "
+                      "--max-train-samples 2000 --epochs 2` resumes it.") == 1  # squad has its bench
     # QA: the metric is F1, latency at seq 384, speed-up against the dense PyTorch model of the same bench
     assert "| budget | method | encoder params kept | f1 | vs dense | int8 ms @ seq 384, seed 42" in page
     assert "| 0.3 | sensitivity | 30.0% | 31.00 +- 1.00 | -19.00 | 10.00 (4.0x) | 29.50 |" in page
