@@ -12,7 +12,7 @@ resumes where it stopped (a half-finished run resumes with --resume).
 
 Then, per task, every model of the first seed (and the fine-tuned dense model) is exported to
 ONNX with dynamic int8 and verified on the validation split, and all int8 models are timed
-interleaved in one `bench` run against the dense PyTorch model (1 thread, seq 128):
+interleaved in one `bench` run against the dense PyTorch model (1 thread, seq 128; SQuAD 384):
 results/sweep/latency_<task>.json. ``--summary`` only rebuilds results/sweep.md and the Pareto
 plots results/sweep_<task>.png from what is there.
 """
@@ -98,11 +98,13 @@ def measure_latency(args) -> None:
     for name in args.tasks:
         dst = OUT / f"latency_{name}.json"
         runs = sorted(OUT.glob(f"{name}_*_s{seed}.json"))
-        if dst.exists() or not runs:
+        if not runs:
             continue
+        reports = [json.loads(f.read_text()) for f in runs]
+        if dst.exists() and not _unmeasured(reports, json.loads(dst.read_text())["results"]):
+            continue  # a bench taken before every run existed is redone (the exports are kept)
         start = time.perf_counter()
         anchor = Path(json.loads(_result_path(name, "sensitivity", args.budgets[0], seed).read_text())["run_folder"])
-        reports = [json.loads(f.read_text()) for f in runs]
         targets = {"dense": anchor / "dense_model"}
         targets.update({f"{r['method']}@{r['budget']['value']}": Path(r["run_folder"]) / "model" for r in reports})
         onnx_files, int8_metric = {}, {}
@@ -130,10 +132,16 @@ def measure_latency(args) -> None:
 
 
 def _command(name: str, seeds, settings: dict) -> str:
-    """The sweep command that reproduces a task's runs (flags only where they override RUNS)."""
+    """The sweep command that reproduces a task's runs (the size flags spelt out, even where RUNS agrees)."""
     return f"python -m benchmarks.sweep_methods --tasks {name} --seeds {' '.join(map(str, seeds))}" + "".join(
-        f" --{k.replace('_', '-')} {v:g}" for k, v in settings.items()
+        f" --{k.replace('_', '-')} {v if isinstance(v, int) else format(v, 'g')}" for k, v in settings.items()
         if k in ("max_train_samples", "epochs", "warmup_fraction", "max_eval_samples"))
+
+
+def _unmeasured(reports: list[dict], latency_rows: list[dict]) -> list[str]:
+    """Labels of the seed's models (and the dense one) that a latency bench has no row for."""
+    have = {r.get("label") for r in latency_rows}
+    return sorted({"dense"} | {f"{r['method']}@{r['budget']['value']}" for r in reports} - have)
 
 
 def _mean_spread(values: list[float]) -> tuple[float, float]:
@@ -174,7 +182,7 @@ def summary() -> None:
              "all-MiniLM-L6-v2 was contrastively trained on SNLI/MNLI/QQP pairs: its snli numbers are optimistic.",
              "Steps: the dense baseline gets the recipe; every trained method (all but fisher-mask) starts from the",
              "warm model (the warm-up fraction of the recipe's steps) and then gets the whole recipe, so it has seen",
-             "1 + warm-up times the dense model's steps. In a low-data recipe that alone can put it above dense.", ""]
+             "(1 + warm-up fraction) x the dense model's steps. In a low-data recipe that alone can put it above dense.", ""]
     total_compute = 0.0
     for name, t in tasks.items():
         s = t["settings"]
@@ -190,6 +198,7 @@ def summary() -> None:
         seq = t.get("latency_report", {}).get("settings", {}).get("seq_len")
         dm, ds = _mean_spread([t["dense"][k] for k in seeds])
         lat = t["latency"]
+        lat_seed = t.get("latency_report", {}).get("seed", seeds[0])
         base_ms = lat.get("dense-pytorch-fp32", {}).get("median_ms")
 
         def lat_cell(label):
@@ -207,9 +216,9 @@ def summary() -> None:
                   f"Sensitivity analysis (warm-up + probes), run once per seed and reused for every budget: "
                   f"{statistics.mean(sens_cost):.0f} s per seed." if sens_cost else "",
                   f"Compute: {compute / 60:.1f} min of compress runs + {lat_time / 60:.1f} min of int8 exports and latency.", "",
-                  *_gaps(runs, bool(lat), _command(name, GRID_SEEDS, s)),
-                  f"| budget | method | encoder params kept | {metric} | vs dense | int8 ms{f' @ seq {seq}' if seq else ''}, seed {seeds[0]}"
-                  f" (speed-up) | int8 {metric}, seed {seeds[0]} |",
+                  *_gaps(runs, lat, lat_seed, _command(name, GRID_SEEDS, s)),
+                  f"| budget | method | encoder params kept | {metric} | vs dense | int8 ms{f' @ seq {seq}' if seq else ''}, seed {lat_seed}"
+                  f" (speed-up) | int8 {metric}, seed {lat_seed} |",
                   "|---|---|---|---|---|---|---|"]
         dl, dacc = lat_cell("dense")
         lines.append(f"| 1.0 | dense (fine-tuned) | 100% | {dm:.2f} +- {ds:.2f} | - | {dl} | {dacc} |")
@@ -249,13 +258,17 @@ def summary() -> None:
     PAGE.write_text("\n".join(lines))
 
 
-def _gaps(runs: dict, has_latency: bool, command: str) -> list[str]:
+def _gaps(runs: dict, lat: dict, lat_seed: int, command: str) -> list[str]:
     """A line naming what the full grid still lacks, so a partial task is never read as finished."""
     have = sum(len({r["recipe"]["seed"] for r in runs.get((m, b), []) if r["recipe"]["seed"] in GRID_SEEDS})
                for m in METHODS for b in GRID_BUDGETS)
     want = len(METHODS) * len(GRID_BUDGETS) * len(GRID_SEEDS)
-    missing = ([f"{want - have} of the {want} runs of the full grid (6 methods x budgets 0.3/0.5/0.7 x seeds 42/43)"]
-               if have < want else []) + ([] if has_latency else ["the int8 latency bench"])
+    grid = (f"{len(METHODS)} methods x budgets {'/'.join(map(str, GRID_BUDGETS))} x seeds "
+            f"{'/'.join(map(str, GRID_SEEDS))}")
+    unmeasured = _unmeasured([r for rs in runs.values() for r in rs if r["recipe"]["seed"] == lat_seed], list(lat.values()))
+    missing = ([f"{want - have} of the {want} runs of the full grid ({grid})"] if have < want else []) + (
+        [] if not unmeasured else ["the int8 latency bench"] if not lat else
+        [f"the int8 latency of {len(unmeasured)} seed-{lat_seed} models ({', '.join(unmeasured)})"])
     return [f"**Incomplete**: missing {' and '.join(missing)}; `{command}` resumes it.", ""] if missing else []
 
 

@@ -72,10 +72,16 @@ def fresh_work_dir(output: Path, stage: str) -> Path:
 
 def publish(work: Path, output: Path, stage: str) -> None:
     """Drop the stage marker and rename the finished ``OUT.partial`` to ``OUT`` (empty ``OUT`` allowed)."""
-    (work / f".sensi-edge-{stage}").unlink()
-    if output.exists():
-        output.rmdir()
-    os.replace(work, output)
+    from .errors import SensiEdgeError
+
+    try:
+        if output.exists():
+            output.rmdir()
+        os.replace(work, output)
+    except OSError as exc:
+        raise SensiEdgeError(f"cannot move the finished {stage} from {work} to {output}: {exc.strerror}; "
+                             f"move it by hand or choose another --output") from exc
+    (output / f".sensi-edge-{stage}").unlink()
 
 
 def write_json_atomic(path: Path, payload) -> None:

@@ -112,9 +112,12 @@ def _local_base_model(spec: str, came_from: Path) -> Path:
     if Path(spec).expanduser().exists():
         return Path(spec).expanduser()
     fix = "pass --baseline PATH or --no-baseline"
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise SensiEdgeError(f"{came_from} was compressed from {spec}, which no longer exists; {fix}")
     from huggingface_hub import snapshot_download
+
+    from .loading import looks_like_path
+
+    if looks_like_path(spec):
+        raise SensiEdgeError(f"{came_from} was compressed from {spec}, which no longer exists; {fix}")
 
     try:
         return Path(snapshot_download(spec, local_files_only=True))

@@ -30,10 +30,16 @@ def resolve_model(spec: str | None) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise SensiEdgeError(f"model folder {spec} has no config.json; point --model at a saved transformers model")
-        return str(path)
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec:
+        # absolute, so reports name a folder that bench/export can still find from another directory
+        return str(path if path.is_absolute() else path.resolve())
+    if looks_like_path(spec):
         raise SensiEdgeError(f"model path {spec} does not exist; pass an existing folder or a hub id like bert-base-uncased")
     return spec  # a hub id: tried in load_config
+
+
+def looks_like_path(spec: str) -> bool:
+    """A spec that can only be a local path (a hub id is ``name`` or ``org/name``)."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec
 
 
 def load_config(spec: str, **kwargs):

@@ -140,7 +140,6 @@ def test_auto_baseline_finds_a_hub_base_model_in_the_local_cache(tmp_path, monke
     (cache / "models--org--tiny-bert" / "refs").mkdir()
     (cache / "models--org--tiny-bert" / "refs" / "main").write_text("0123abc")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     assert auto_baseline([_compressed_from(tmp_path / "a", "org/tiny-bert")]) == snap
     with pytest.raises(SensiEdgeError, match="hub model 'org/other-bert', which is not in the local Hugging Face "
@@ -152,3 +151,23 @@ def test_auto_baseline_finds_a_hub_base_model_in_the_local_cache(tmp_path, monke
     local.mkdir()
     assert auto_baseline([_compressed_from(tmp_path / "d", str(local))]) == local
     assert auto_baseline([tmp_path / "base"]) is None  # a plain folder has no compress report: no baseline
+
+
+def test_publish_and_work_dir_keep_user_folders(tmp_path, monkeypatch):
+    """Redo-able stages: an empty OUT is filled, a non-empty one refused; reports name absolute model paths."""
+    from sensi_edge.artifacts import fresh_work_dir, publish
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.loading import resolve_model
+
+    out = tmp_path / "out"
+    out.mkdir()
+    work = fresh_work_dir(out, "export")
+    (work / "model.onnx").write_bytes(b"x")
+    publish(work, out, "export")
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"] and not work.exists()
+    with pytest.raises(SensiEdgeError, match="already exists and is not empty"):
+        fresh_work_dir(out, "export")
+    (tmp_path / "models" / "bert").mkdir(parents=True)
+    (tmp_path / "models" / "bert" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("models/bert") == str(tmp_path / "models" / "bert")  # one slash, but a folder here
