@@ -141,7 +141,7 @@ def _command(name: str, seeds, settings: dict) -> str:
 def _unmeasured(reports: list[dict], latency_rows: list[dict]) -> list[str]:
     """Labels of the seed's models (and the dense one) that a latency bench has no row for."""
     have = {r.get("label") for r in latency_rows}
-    return sorted({"dense"} | {f"{r['method']}@{r['budget']['value']}" for r in reports} - have)
+    return sorted(({"dense"} | {f"{r['method']}@{r['budget']['value']}" for r in reports}) - have)
 
 
 def _mean_spread(values: list[float]) -> tuple[float, float]:

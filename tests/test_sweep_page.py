@@ -44,6 +44,7 @@ def sweep_dir(tmp_path, monkeypatch):
         (out / f"squad-v1.1-dev_{method}_b0.3_s{seed}.json").write_text(json.dumps(r))
     latency = {"settings": {"seq_len": 384}, "wall_seconds_exports_and_bench": 120.0, "seed": 42,
                "results": [{"label": "dense-pytorch-fp32", "median_ms": 40.0, "int8_metric": None},
+                           {"label": "dense", "median_ms": 20.0, "int8_metric": 49.0},
                            {"label": "sensitivity@0.3", "median_ms": 10.0, "int8_metric": 29.5}]}
     (out / "latency_squad-v1.1-dev.json").write_text(json.dumps(latency))
     return tmp_path
@@ -61,8 +62,8 @@ def test_page_marks_best_ranks_sensitivity_and_flags_collapses(sweep_dir):
     assert page.count("**Incomplete**: missing 32 of the 36 runs of the full grid") == 2
     assert page.count("and the int8 latency bench; `python -m benchmarks.sweep_methods --tasks rt-polarity --seeds 42 43 "
                       "--max-train-samples 2000 --epochs 2` resumes it.") == 1
-    # squad's bench predates its magnitude run and has no dense int8 row: named, not passed over
-    assert "and the int8 latency of 2 seed-42 models (dense, magnitude@0.3)" in page
+    # squad's bench predates its magnitude run: named, not passed over
+    assert "and the int8 latency of 1 seed-42 models (magnitude@0.3);" in page
     # QA: the metric is F1, latency at seq 384, speed-up against the dense PyTorch model of the same bench
     assert "| budget | method | encoder params kept | f1 | vs dense | int8 ms @ seq 384, seed 42" in page
     assert "| 0.3 | sensitivity | 30.0% | 31.00 +- 1.00 | -19.00 | 10.00 (4.0x) | 29.50 |" in page
