@@ -144,6 +144,10 @@ def _unmeasured(reports: list[dict], latency_rows: list[dict]) -> list[str]:
     return sorted(({"dense"} | {f"{r['method']}@{r['budget']['value']}" for r in reports}) - have)
 
 
+def _spread(sp: float, n: int) -> str:
+    return f" +- {sp:.2f}" if n > 1 else " (1 seed)"  # one seed has no spread; 0.00 would claim one
+
+
 def _mean_spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
@@ -221,7 +225,7 @@ def summary() -> None:
                   f" (speed-up) | int8 {metric}, seed {lat_seed} |",
                   "|---|---|---|---|---|---|---|"]
         dl, dacc = lat_cell("dense")
-        lines.append(f"| 1.0 | dense (fine-tuned) | 100% | {dm:.2f} +- {ds:.2f} | - | {dl} | {dacc} |")
+        lines.append(f"| 1.0 | dense (fine-tuned) | 100% | {dm:.2f}{_spread(ds, len(seeds))} | - | {dl} | {dacc} |")
         verdicts = []
         for budget in sorted({b for _, b in runs}):
             cells = []
@@ -237,7 +241,7 @@ def summary() -> None:
                 ms, acc8 = lat_cell(f"{method}@{budget}")
                 mark = "**" if m == best else ""
                 lines.append(f"| {budget} | {method}{'' if n == len(seeds) else f' ({n} seeds)'} | {kept:.1%} | "
-                             f"{mark}{m:.2f} +- {sp:.2f}{mark} | {m - dm:+.2f} | {ms} | {acc8} |")
+                             f"{mark}{m:.2f}{_spread(sp, n)}{mark} | {m - dm:+.2f} | {ms} | {acc8} |")
             ranked = sorted(cells, key=lambda c: -c[0])
             pos = next((i for i, c in enumerate(ranked) if c[1] == "sensitivity"), None)
             if pos is not None:
