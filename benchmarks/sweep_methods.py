@@ -194,15 +194,16 @@ def summary() -> None:
         seeds = sorted(t["dense"])
         anchors = runs.get(("sensitivity", min(b for _, b in runs)), [])
         compute = sum(r["wall_seconds"]["total"] for rs in runs.values() for r in rs)
-        lat_time = t.get("latency_report", {}).get("wall_seconds_exports_and_bench", 0.0)
+        lat_report = t.get("latency_report", {})
+        lat_time = lat_report.get("wall_seconds_exports_and_bench", 0.0)
         total_compute += compute + lat_time
         sens_cost = [r["wall_seconds"].get("warmup", 0) + r["wall_seconds"].get("sensitivity", 0) for r in anchors]
         first = next(iter(runs.values()))[0]
         metric = first["metric"]
-        seq = t.get("latency_report", {}).get("settings", {}).get("seq_len")
+        seq = lat_report.get("settings", {}).get("seq_len")
         dm, ds = _mean_spread([t["dense"][k] for k in seeds])
         lat = t["latency"]
-        lat_seed = t.get("latency_report", {}).get("seed", seeds[0])
+        lat_seed = lat_report.get("seed", seeds[0])
         base_ms = lat.get("dense-pytorch-fp32", {}).get("median_ms")
 
         def lat_cell(label):

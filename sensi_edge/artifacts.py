@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,12 +45,14 @@ def refuse_occupied(output: Path) -> None:
         raise SensiEdgeError(f"output {output} already exists and is not empty; choose another --output or remove it")
 
 
-def fresh_work_dir(output: Path, stage: str) -> Path:
-    """``OUT.partial`` for a stage that is cheap to redo (export, bundle), marked as ours.
+@contextmanager
+def staged_output(output: Path, stage: str):
+    """Yield ``OUT.partial`` for a stage that is cheap to redo (export, bundle); rename it to ``OUT``
+    when the block completes, delete it when the block raises.
 
-    A stale partial folder of the same stage is wiped; any other folder of that name is refused, so
-    a user's own ``X.partial`` is never deleted. ``publish`` renames it to ``OUT`` when complete.
-    (compress keeps its partial folder across runs instead: its stages are resumable.)
+    The folder is marked as ours: a stale partial folder of the same stage is wiped, any other folder
+    of that name is refused, so a user's own ``X.partial`` is never deleted. (compress keeps its
+    partial folder across runs instead: its stages are resumable.)
     """
     import shutil
 
@@ -67,13 +70,11 @@ def fresh_work_dir(output: Path, stage: str) -> Path:
         (work / marker).touch()
     except OSError as exc:
         raise SensiEdgeError(f"cannot write {work}: {exc.strerror}; choose a writable --output") from exc
-    return work
-
-
-def publish(work: Path, output: Path, stage: str) -> None:
-    """Drop the stage marker and rename the finished ``OUT.partial`` to ``OUT`` (empty ``OUT`` allowed)."""
-    from .errors import SensiEdgeError
-
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     try:
         if output.exists():
             output.rmdir()
@@ -81,7 +82,7 @@ def publish(work: Path, output: Path, stage: str) -> None:
     except OSError as exc:
         raise SensiEdgeError(f"cannot move the finished {stage} from {work} to {output}: {exc.strerror}; "
                              f"move it by hand or choose another --output") from exc
-    (output / f".sensi-edge-{stage}").unlink()
+    (output / marker).unlink()
 
 
 def write_json_atomic(path: Path, payload) -> None:

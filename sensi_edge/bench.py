@@ -109,16 +109,16 @@ def auto_baseline(paths: list[Path]) -> Path | None:
 
 
 def _local_base_model(spec: str, came_from: Path) -> Path:
-    if Path(spec).expanduser().exists():
-        return Path(spec).expanduser()
-    fix = "pass --baseline PATH or --no-baseline"
     from huggingface_hub import snapshot_download
 
     from .loading import looks_like_path
 
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    fix = "pass --baseline PATH or --no-baseline"
     if looks_like_path(spec):
         raise SensiEdgeError(f"{came_from} was compressed from {spec}, which no longer exists; {fix}")
-
     try:
         return Path(snapshot_download(spec, local_files_only=True))
     except Exception as exc:  # not cached (or the id is malformed): name the model and the fix

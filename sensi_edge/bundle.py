@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle_runtime
-from .artifacts import fresh_work_dir, publish
+from .artifacts import staged_output
 from .bench import describe
 from .cost import encoder_flops
 from .errors import SensiEdgeError
@@ -35,8 +35,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
     v = describe(onnx_file)
     seq = seq_len or (384 if v.is_qa else 128)
-    work = fresh_work_dir(output, "bundle")
-    try:
+    with staged_output(output, "bundle") as work:
         shutil.copy2(onnx_file, work / "model.onnx")
         tok_file = onnx_file.parent / "tokenizer.json"
         feed = _sample_inputs(onnx_file.parent, seq)
@@ -68,10 +67,6 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "  pip install onnxruntime numpy        # tokenizers is optional\n"
             "  python3 run.py --threads 1 2 4       # checks outputs, then writes report.json\n\n"
             "Copy report.json back and merge reports with `sensi-edge report A.json B.json --output merged`.\n")
-        publish(work, output, "bundle")
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return output
 
 

@@ -8,14 +8,13 @@ the report. Everything is written to ``OUT.partial`` and renamed when complete.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .artifacts import compress_report_for, fresh_work_dir, publish, write_json_atomic
+from .artifacts import compress_report_for, staged_output, write_json_atomic
 from .errors import SensiEdgeError
 
 FP32_TOLERANCE = 1e-4
@@ -102,13 +101,9 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
         from dataclasses import replace
 
         preset = replace(preset, name=f"{preset.name}+custom", **overrides)
-    work = fresh_work_dir(output, "export")
-    try:
+    with staged_output(output, "export") as work:
         return _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log,
                        preset)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log, preset):
@@ -204,8 +199,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     }
     write_json_atomic(work / "export_report.json", report)
     (work / "export_report.md").write_text(render_markdown(report))
-    publish(work, output, "export")
-    return ExportResult(output, report)
+    return ExportResult(output, report)  # staged_output moves work/ to output/ on return
 
 
 def _versions() -> dict:

@@ -155,18 +155,22 @@ def test_auto_baseline_finds_a_hub_base_model_in_the_local_cache(tmp_path, monke
 
 def test_publish_and_work_dir_keep_user_folders(tmp_path, monkeypatch):
     """Redo-able stages: an empty OUT is filled, a non-empty one refused; reports name absolute model paths."""
-    from sensi_edge.artifacts import fresh_work_dir, publish
+    from sensi_edge.artifacts import staged_output
     from sensi_edge.errors import SensiEdgeError
     from sensi_edge.loading import resolve_model
 
     out = tmp_path / "out"
     out.mkdir()
-    work = fresh_work_dir(out, "export")
-    (work / "model.onnx").write_bytes(b"x")
-    publish(work, out, "export")
+    with staged_output(out, "export") as work:
+        (work / "model.onnx").write_bytes(b"x")
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx"] and not work.exists()
     with pytest.raises(SensiEdgeError, match="already exists and is not empty"):
-        fresh_work_dir(out, "export")
+        with staged_output(out, "export"):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with staged_output(tmp_path / "failed", "export") as work:
+            raise RuntimeError("boom")
+    assert not work.exists() and not (tmp_path / "failed").exists()  # nothing half-written left
     (tmp_path / "models" / "bert").mkdir(parents=True)
     (tmp_path / "models" / "bert" / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
