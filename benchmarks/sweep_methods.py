@@ -255,6 +255,7 @@ def summary() -> None:
         if majority is not None:
             lines += [f"Majority-class accuracy of this validation split: {majority:.2f}. Runs at or within 0.5 of it "
                       f"learnt nothing usable: {', '.join(collapsed) if collapsed else 'none'}.", ""]
+        lines += _reference_line(name, metric, dm)
         lines += [
 
                   f"![Pareto plots for {name}]({OUT.name}_{name}.png)", ""]
@@ -275,6 +276,29 @@ def _gaps(runs: dict, lat: dict, lat_seed: int, command: str) -> list[str]:
         [] if not unmeasured else ["the int8 latency bench"] if not lat else
         [f"the int8 latency of {len(unmeasured)} seed-{lat_seed} models ({', '.join(unmeasured)})"])
     return [f"**Incomplete**: missing {' and '.join(missing)}; `{command}` resumes it.", ""] if missing else []
+
+
+def _reference_line(name: str, metric: str, sweep_dense: float) -> list[str]:
+    """How far the sweep's short recipe gets against the task's full compress run, where one exists.
+
+    A dense model far below what the full recipe reaches has barely learnt the task, and then the
+    method differences measure noise in early training, not the methods; the page must say so.
+    """
+    path = OUT.parent / f"compress_{name}.json"
+    if not path.exists():
+        return []
+    ref = json.loads(path.read_text())
+    if ref.get("metric") != metric:
+        return []
+    full = ref["dense_baseline"][metric]
+    line = (f"Reference: the dense model of the full recipe ({ref['rows']['train']:,} train rows, "
+            f"{ref['recipe']['epochs']:g} epochs, lr {ref['recipe']['learning_rate']:g}; `{ref['command']}`, "
+            f"{path.name}) reaches {metric} {full:.2f}; this sweep's dense model reaches {sweep_dense:.2f} "
+            f"({sweep_dense / full:.0%} of it).")
+    if sweep_dense < 0.5 * full:
+        line += (" Below half of the full recipe the dense model has barely learnt the task: the differences "
+                 "between methods here are not evidence for or against any method; the latency columns still are.")
+    return [line, ""]
 
 
 def _majority_rate(report: dict) -> float | None:

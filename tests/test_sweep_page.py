@@ -47,6 +47,9 @@ def sweep_dir(tmp_path, monkeypatch):
                            {"label": "dense", "median_ms": 20.0, "int8_metric": 49.0},
                            {"label": "sensitivity@0.3", "median_ms": 10.0, "int8_metric": 29.5}]}
     (out / "latency_squad-v1.1-dev.json").write_text(json.dumps(latency))
+    full = {"metric": "f1", "dense_baseline": {"f1": 120.0}, "rows": {"train": 7363},
+            "recipe": {"epochs": 1.0, "learning_rate": 1e-4}, "command": "sensi-edge compress --task squad"}
+    (tmp_path / "compress_squad-v1.1-dev.json").write_text(json.dumps(full))
     return tmp_path
 
 
@@ -68,6 +71,11 @@ def test_page_marks_best_ranks_sensitivity_and_flags_collapses(sweep_dir):
     assert "| budget | method | encoder params kept | f1 | vs dense | int8 ms @ seq 384, seed 42" in page
     assert "| 0.3 | sensitivity | 30.0% | 31.00 +- 1.00 | -19.00 | 10.00 (4.0x) | 29.50 |" in page
     assert "best magnitude (38.00); sensitivity ranks 2 of 2 (31.00, -7.00 vs best)" in page
+    # a short recipe far below the task's full run is called out (rt-polarity has no full run here)
+    assert ("Reference: the dense model of the full recipe (7,363 train rows, 1 epochs, lr 0.0001; `sensi-edge "
+            "compress --task squad`, compress_squad-v1.1-dev.json) reaches f1 120.00; this sweep's dense model "
+            "reaches 50.00 (42% of it). Below half") in page
+    assert page.count("Reference: the dense model") == 1
     assert (sweep_dir / "sweep_rt-polarity.png").stat().st_size > 0
     assert (sweep_dir / "sweep_squad-v1.1-dev.png").stat().st_size > 0
 
