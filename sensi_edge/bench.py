@@ -35,6 +35,7 @@ class Variant:
     size_bytes: int
     metric: dict | None = None
     is_qa: bool = False
+    has_head: bool = True  # False for a bare encoder checkpoint (BertModel): its head is the bench's choice
     extra: dict = field(default_factory=dict)
 
 
@@ -84,7 +85,7 @@ def describe(path: Path) -> Variant:
     archs = getattr(cfg, "architectures", None) or []
     return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
                    adapter_for(cfg).geometry_from_config(cfg), size, metric,
-                   is_qa=any("QuestionAnswering" in a for a in archs))
+                   is_qa=any("QuestionAnswering" in a for a in archs), has_head=any("For" in a for a in archs))
 
 
 def auto_baseline(paths: list[Path]) -> Path | None:
@@ -133,7 +134,7 @@ def make_callable(v: Variant, threads: int):
 
     from .runners import open_runner
 
-    runner = open_runner(v.path)
+    runner = open_runner(v.path, qa=v.is_qa)
 
     def run(feed):
         torch.set_num_threads(threads)
@@ -142,19 +143,20 @@ def make_callable(v: Variant, threads: int):
     return run
 
 
-def load_probe(path: Path, threads: int, batch: int, seq_len: int) -> dict:
+def load_probe(path: Path, threads: int, batch: int, seq_len: int, qa: bool = False) -> dict:
     """Load time, first-inference time and peak RSS of one variant in a fresh process."""
     code = ("import json,sys; from sensi_edge.bench import _probe_main; "
-            f"print(json.dumps(_probe_main({str(path)!r}, {threads}, {batch}, {seq_len})))")
+            f"print(json.dumps(_probe_main({str(path)!r}, {threads}, {batch}, {seq_len}, {qa})))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise SensiEdgeError(f"cannot run {path}: {res.stderr.strip().splitlines()[-1][:200] if res.stderr.strip() else 'crashed'}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _probe_main(path: str, threads: int, batch: int, seq_len: int) -> dict:
+def _probe_main(path: str, threads: int, batch: int, seq_len: int, qa: bool = False) -> dict:
     base_rss = rt.peak_rss_mb()
     v = describe(Path(path))
+    v.is_qa = v.is_qa or qa  # a bare baseline gets the head bench chose for it
     t0 = time.perf_counter()
     fn = make_callable(v, threads)
     load = time.perf_counter() - t0
@@ -203,6 +205,10 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     if base_path is not None:
         baseline = describe(Path(base_path))
         baseline.name = f"baseline:{baseline.name}"
+        if baseline.kind == "pytorch" and not baseline.has_head:
+            # a bare pretrained encoder (what compress starts from) is timed with the compared models' head:
+            # a QA model's baseline at seq 384 with a classification head would not be the model it replaces
+            baseline.is_qa = any(v.is_qa for v in variants)
         variants = [baseline] + [v for v in variants if v.path != baseline.path]
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
@@ -216,7 +222,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
 
     for threads in cfg.threads:
         log(f"threads {threads}: load probes, GEMM ceiling, {len(variants)} variants interleaved")
-        probes = {v.name: load_probe(v.path, threads, cfg.batch, seq) for v in track(variants, "load probes")}
+        probes = {v.name: load_probe(v.path, threads, cfg.batch, seq, v.is_qa) for v in track(variants, "load probes")}
         ceiling = rt.gemm_ceiling(threads, min_seconds=cfg.ceiling_seconds, min_runs=5 if cfg.ceiling_seconds < 1 else 20)
         fns = {v.name: make_callable(v, threads) for v in variants}
         from rich.progress import Progress
@@ -232,6 +238,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
             gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
             results.append({
                 "variant": v.name, "path": str(v.path), "kind": v.kind, "precision": v.precision, "threads": threads,
+                "head": "qa" if v.is_qa else "classification",
                 "batch": cfg.batch, "seq_len": seq, **stats, **probes[v.name], "size_bytes": v.size_bytes,
                 "flops": flops, "achieved_gflops": gflops, "ceiling_kind": v.precision,
                 "ceiling_gflops": ceiling[v.precision]["gflops"],

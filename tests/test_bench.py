@@ -175,3 +175,23 @@ def test_publish_and_work_dir_keep_user_folders(tmp_path, monkeypatch):
     (tmp_path / "models" / "bert" / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     assert resolve_model("models/bert") == str(tmp_path / "models" / "bert")  # one slash, but a folder here
+
+
+def test_bare_base_model_is_timed_with_the_compared_models_head(tmp_path, tiny_model_dir):
+    """compress starts from a bare BertModel; as the baseline of a QA model it must run as a QA model."""
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    qa_dir = tmp_path / "qa"
+    BertForQuestionAnswering(tiny_config()).save_pretrained(qa_dir)
+    r = bench(BenchConfig(models=(qa_dir,), baseline=tiny_model_dir, seq_len=16, threads=(1,), warmup=1,
+                          min_runs=3, min_seconds=0.05, ceiling_seconds=0.05), log=lambda m: None)
+    heads = {x["variant"].startswith("baseline:"): x["head"] for x in r["results"]}
+    assert heads == {True: "qa", False: "qa"}
+    # with a classification model beside it, the same bare folder gets a classification head
+    cls = bench(BenchConfig(models=(tiny_model_dir,), seq_len=16, threads=(1,), warmup=1, auto_baseline=False,
+                            min_runs=3, min_seconds=0.05, ceiling_seconds=0.05), log=lambda m: None)
+    assert [x["head"] for x in cls["results"]] == ["classification"]
