@@ -35,7 +35,7 @@ class Variant:
     size_bytes: int
     metric: dict | None = None
     is_qa: bool = False
-    has_head: bool = True  # False for a bare encoder checkpoint (BertModel): its head is the bench's choice
+    has_head: bool = True  # False for a checkpoint without a task head (BertModel, BertForMaskedLM): bench picks one
     extra: dict = field(default_factory=dict)
 
 
@@ -85,7 +85,8 @@ def describe(path: Path) -> Variant:
     archs = getattr(cfg, "architectures", None) or []
     return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
                    adapter_for(cfg).geometry_from_config(cfg), size, metric,
-                   is_qa=any("QuestionAnswering" in a for a in archs), has_head=any("For" in a for a in archs))
+                   is_qa=any("QuestionAnswering" in a for a in archs),
+                   has_head=any("QuestionAnswering" in a or "SequenceClassification" in a for a in archs))
 
 
 def auto_baseline(paths: list[Path]) -> Path | None:

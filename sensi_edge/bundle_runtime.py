@@ -244,6 +244,7 @@ def _bundle_main(argv=None) -> int:
             report["results"].append({
                 "variant": manifest["name"], "kind": "onnx", "precision": "int8" if manifest.get("int8") else "fp32",
                 "threads": threads, "batch": manifest.get("batch", 1),
+                "head": "qa" if "start_logits" in manifest["outputs"] else "classification",
                 "seq_len": seq, **stats, "load_seconds": load_s, "first_inference_seconds": first_s,
                 "peak_rss_mb": peak_rss_mb(), "flops": flops, "achieved_gflops": gflops,
                 "ceiling_gflops": ceiling[kind]["gflops"], "ceiling_kind": kind,

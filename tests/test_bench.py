@@ -82,6 +82,7 @@ def test_bundle_runs_standalone_and_reports_merge(exported, tmp_path):
     assert "output check: OK" in run.stdout
     device = json.loads((out / "report.json").read_text())
     assert device["output_check"]["ok"] and device["results"][0]["runs"] >= 3
+    assert device["results"][0]["head"] == "classification"
     # a tampered model fails the output check and measures nothing
     broken = tmp_path / "broken"
     import shutil
@@ -191,6 +192,14 @@ def test_bare_base_model_is_timed_with_the_compared_models_head(tmp_path, tiny_m
                           min_runs=3, min_seconds=0.05, ceiling_seconds=0.05), log=lambda m: None)
     heads = {x["variant"].startswith("baseline:"): x["head"] for x in r["results"]}
     assert heads == {True: "qa", False: "qa"}
+    # a masked-LM checkpoint (bert-base-uncased's architectures) has no task head either
+    from transformers import BertForMaskedLM
+
+    mlm_dir = tmp_path / "mlm"
+    BertForMaskedLM(tiny_config()).save_pretrained(mlm_dir)
+    from sensi_edge.bench import describe
+
+    assert not describe(mlm_dir).has_head and describe(qa_dir).has_head
     # with a classification model beside it, the same bare folder gets a classification head
     cls = bench(BenchConfig(models=(tiny_model_dir,), seq_len=16, threads=(1,), warmup=1, auto_baseline=False,
                             min_runs=3, min_seconds=0.05, ceiling_seconds=0.05), log=lambda m: None)

@@ -47,9 +47,13 @@ def sweep_dir(tmp_path, monkeypatch):
                            {"label": "dense", "median_ms": 20.0, "int8_metric": 49.0},
                            {"label": "sensitivity@0.3", "median_ms": 10.0, "int8_metric": 29.5}]}
     (out / "latency_squad-v1.1-dev.json").write_text(json.dumps(latency))
-    full = {"metric": "f1", "dense_baseline": {"f1": 120.0}, "rows": {"train": 7363},
+    full = {"metric": "f1", "dense_baseline": {"f1": 120.0}, "rows": {"train": 7363, "validation": 1000},
+            "task": {"name": "squad"},
             "recipe": {"epochs": 1.0, "learning_rate": 1e-4}, "command": "sensi-edge compress --task squad"}
     (tmp_path / "compress_squad-v1.1-dev.json").write_text(json.dumps(full))
+    # rt-polarity's full run: 85 dense against 59.80 majority; the sweep's 85.0 is all the way there
+    full_cls = {**full, "metric": "accuracy", "dense_baseline": {"accuracy": 85.0}, "task": {"name": "sst2"}}
+    (tmp_path / "compress_rt-polarity.json").write_text(json.dumps(full_cls))
     return tmp_path
 
 
@@ -72,10 +76,13 @@ def test_page_marks_best_ranks_sensitivity_and_flags_collapses(sweep_dir):
     assert "| 0.3 | sensitivity | 30.0% | 31.00 +- 1.00 | -19.00 | 10.00 (4.0x) | 29.50 |" in page
     assert "best magnitude (38.00); sensitivity ranks 2 of 2 (31.00, -7.00 vs best)" in page
     # a short recipe far below the task's full run is called out (rt-polarity has no full run here)
-    assert ("Reference: the dense model of the full recipe (7,363 train rows, 1 epochs, lr 0.0001; `sensi-edge "
-            "compress --task squad`, compress_squad-v1.1-dev.json) reaches f1 120.00; this sweep's dense model "
-            "reaches 50.00 (42% of it). Below half") in page
-    assert page.count("Reference: the dense model") == 1
+    assert ("Reference: the dense model of the task's full compress run (7,363 train rows, 1 epochs, lr 0.0001; "
+            "compress_squad-v1.1-dev.json) reaches f1 120.00; this sweep's dense model 50.00, 42% of the way from 0 "
+            "to it. Below half of that the dense model has barely learnt the task: differences between methods here "
+            "are weak evidence for or against any method; the latency columns are unaffected.") in page
+    assert ("reaches accuracy 85.00; this sweep's dense model 85.00, 100% of the way from the majority class "
+            "(59.80) to it.\n") in page
+    assert page.count("Reference: the dense model") == 2 and page.count("Below half") == 1
     assert (sweep_dir / "sweep_rt-polarity.png").stat().st_size > 0
     assert (sweep_dir / "sweep_squad-v1.1-dev.png").stat().st_size > 0
 
