@@ -44,7 +44,9 @@ def _settings(name: str, max_train_samples: int | None, epochs: float | None, wa
     if epochs is not None:
         extra["epochs"] = epochs
     if warmup_fraction is not None:
-        extra["warmup_fraction"] = warmup_fraction
+        # sweep runs keep their dense baseline, which is what gets analysed now: a warm-up no longer applies
+        raise SystemExit("--warmup-fraction applied to the first version of the method (a warm-up model was analysed); "
+                         "the sweep's runs analyse the fine-tuned dense model: drop it")
     if max_eval_samples is not None:
         extra["max_eval_samples"] = max_eval_samples
     return {"task": task, **extra}

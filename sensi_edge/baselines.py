@@ -7,8 +7,9 @@ through the very same fine-tuning, removal and export as the sensitivity method:
   units with the highest importance stay (the same Fisher importance Sensi-BERT uses).
 - ``global``: units from all groups compete on score per unit of cost; the best-per-cost units
   are kept until the budget is full. With L1 weight norms as scores this is global magnitude
-  pruning; with Fisher importance it is the global mask selection of Kwon et al. 2022 (their
-  retraining-free method also skips fine-tuning: the caller decides that).
+  pruning.
+- ``fisher-mask``: Kwon et al. 2022's retraining-free pipeline in full (``kwon.py``: mask search,
+  rearrangement under the per-layer Fisher matrix, least-squares mask tuning), no fine-tuning.
 - ``random``: the same greedy fill in a random order that ignores cost, so every head and every
   neuron is kept with about the same probability (random scores divided by cost would have kept
   nearly every cheap FFN neuron and almost no heads: a different, much worse baseline).
@@ -22,8 +23,8 @@ import math
 import numpy as np
 
 from .artifacts import TrimPlan
-from .cost import Geometry, encoder_cost, unit_cost
-from .planner import Budget, top_units
+from .cost import Geometry, encoder_cost
+from .planner import NO_FLOORS, Budget, Floors, select_units, top_units
 
 
 def _plan(dense: Geometry, keep_heads, keep_neurons, budget: Budget, method: str) -> TrimPlan:
@@ -54,21 +55,8 @@ def uniform(dense: Geometry, head_scores, neuron_scores, budget: Budget) -> Trim
 def global_selection(dense: Geometry, head_scores, neuron_scores, budget: Budget, method: str,
                      per_cost: bool = True) -> TrimPlan:
     """Greedy by score per cost (the standard knapsack heuristic across heads and neurons), or by
-    score alone when ``per_cost`` is False."""
-    target = budget.target(dense)
-    h_cost = unit_cost(dense, "attention", budget.kind, budget.seq_len)
-    n_cost = unit_cost(dense, "ffn", budget.kind, budget.seq_len)
-    hd, nd = (h_cost, n_cost) if per_cost else (1, 1)
-    units = [(float(s) / hd, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)]
-    units += [(float(s) / nd, n_cost, "n", layer, u) for layer, ss in enumerate(neuron_scores) for u, s in enumerate(ss)]
-    units.sort(key=lambda t: -t[0])
-    spent = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, budget.seq_len)
-    keep_h = [[] for _ in dense.heads]
-    keep_n = [[] for _ in dense.ffn]
-    for _, cost, kind, layer, u in units:
-        if spent + cost <= target:
-            (keep_h if kind == "h" else keep_n)[layer].append(u)
-            spent += cost
+    score alone when ``per_cost`` is False. No floors: the peers it stands for have none."""
+    keep_h, keep_n = select_units(dense, head_scores, neuron_scores, budget, per_cost=per_cost)
     return _plan(dense, keep_h, keep_n, budget, method)
 
 
@@ -122,8 +110,11 @@ def magnitude_scores(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
 METHODS = ("sensitivity", "uniform", "magnitude", "random", "fisher-mask", "truncate")
 
 
-def plan_with(method: str, report, budget: Budget, seed: int = 0, model=None) -> TrimPlan:
-    """The TrimPlan of ``method``; per-unit importance comes from the shared SensitivityReport."""
+def plan_with(method: str, report, budget: Budget, seed: int = 0, model=None, floors: Floors = NO_FLOORS,
+              allocation: str = "calibrated", calib: list[dict] | None = None) -> TrimPlan:
+    """The TrimPlan of ``method``; per-unit importance comes from the shared SensitivityReport.
+    ``floors`` and ``allocation`` belong to the sensitivity method; the comparison methods keep their
+    published definitions."""
     from dataclasses import replace
 
     from .planner import build_plan
@@ -131,13 +122,17 @@ def plan_with(method: str, report, budget: Budget, seed: int = 0, model=None) ->
     dense = report.geometry
     fisher_h, fisher_n = report.head_importance, report.neuron_importance
     if method == "sensitivity":
-        return build_plan(report, budget)
+        return build_plan(report, budget, floors=floors, allocation=allocation)
     if method == "uniform":
         plan = uniform(dense, fisher_h, fisher_n, budget)
     elif method == "truncate":
         plan = truncate(dense, fisher_h, fisher_n, budget)
-    elif method == "fisher-mask":
-        plan = global_selection(dense, fisher_h, fisher_n, budget, method)
+    elif method == "fisher-mask":  # Kwon et al. 2022 in full: search + rearrangement here, mask tuning at trim time
+        from .kwon import fisher_blocks, search_and_rearrange
+
+        if model is None or calib is None:
+            raise ValueError("fisher-mask needs the fine-tuned dense model and the calibration batches")
+        plan = search_and_rearrange(dense, fisher_h, fisher_n, fisher_blocks(model, calib), budget)
     elif method == "magnitude":
         if model is None:
             raise ValueError("magnitude needs the model")

@@ -1,13 +1,20 @@
 """``compress``: the whole Sensi-BERT run, stage by stage, in a resumable work folder.
 
 Stages (each skipped on --resume when its artifact exists):
-  baseline     dense fine-tune with the recipe -> baseline.json (the number to beat)
-  warmup       brief dense fine-tune (a fraction of the recipe's steps) -> warm_model/
-  sensitivity  per-group sensitivity of the warm model -> sensitivity.json + .png
-  plan         ranking + budget -> plan.json
-  trim         fine-tune the warm model with the plan's masks (gradual ramp), then physical
-               removal and a masked-vs-pruned parity check -> model/, trim.json
+  baseline     dense fine-tune with the recipe -> baseline.json (the number to beat), dense_model/
+  warmup       only without a baseline (one-fine-tune mode): brief dense fine-tune -> warm_model/
+  sensitivity  per-group sensitivity of the analysed model -> sensitivity.json + .png
+  plan         sensitivity + budget -> plan.json
+  trim         fine-tune the analysed model with the plan's masks (gradual ramp; optionally distilled
+               from the dense model), then physical removal and a masked-vs-pruned parity check
+               -> model/, trim.json
   report       reload model/ from disk, score it -> report.json / report.md
+
+The analysed model -- the one sensitivity is measured on and the trimmed fine-tune starts from --
+is the fine-tuned dense model whenever the baseline runs (it has learnt the task, so its
+sensitivities are the task's; measured in benchmarks/results/accuracy_at_budget.md), and the
+warm-up model in one-fine-tune mode (``--no-baseline``: Sensi-BERT's warm-up -> trim, for users
+who cannot pay for two fine-tunes).
 
 Everything is written under ``OUT.partial/`` and renamed to ``OUT`` only when complete, so a
 folder named OUT is always a finished run.
@@ -22,7 +29,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
-from .cost import encoder_cost
 from .errors import SensiEdgeError, first_line
 from .finetune import Recipe
 
@@ -43,11 +49,16 @@ class CompressConfig:
     max_eval_samples: int | None = None
     max_seq_length: int | None = None  # default: the task's (128; 384 for squad)
     doc_stride: int = 128  # QA: overlap between windows of a long context
-    calibration_samples: int = 256
+    calibration_samples: int = 1024
     sensitivity_method: str = "probe"
     probe_density: float = 0.5
-    warmup_fraction: float = 0.1  # of the recipe's steps, for the brief dense fine-tune before sensitivity
+    # one-fine-tune mode only (no baseline): the warm-up's share of the recipe's steps; None = 0.1
+    warmup_fraction: float | None = None
     ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
+    allocation: str = "calibrated"  # planner.ALLOCATIONS
+    floor_heads: float | None = None  # per-layer floors; None = the task kind's default (planner.Floors.for_task)
+    floor_ffn: float | None = None
+    distill: bool = False  # trimmed fine-tune also matches the dense fine-tuned model's outputs
     baseline: bool = True
     method: str = "sensitivity"  # or a comparison method from baselines.METHODS
     reuse: Path | None = None  # a kept run whose baseline / warm-up / sensitivity stages this run reuses
@@ -55,6 +66,13 @@ class CompressConfig:
     text_columns: tuple[str, ...] = ()
     label_column: str | None = None
     num_labels: int | None = None
+
+    @property
+    def effective_warmup_fraction(self) -> float | None:
+        """The warm-up share actually used (None when the dense fine-tune is analysed instead)."""
+        if self.baseline:
+            return None
+        return 0.1 if self.warmup_fraction is None else self.warmup_fraction
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -114,7 +132,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     from .arch import adapter_for
     from .data import load_task_data
     from .loading import load_config, resolve_model
-    from .planner import Budget
+    from .planner import ALLOCATIONS, NO_FLOORS, Budget, Floors, check_budget
     from .tasks import get_task
 
     # ---- validate everything before writing anything -------------------------------------
@@ -122,8 +140,18 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
     seq_len = cfg.max_seq_length or task.default_seq_length
     budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
+    if cfg.baseline and cfg.warmup_fraction is not None:
+        raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the baseline "
+                             "the fine-tuned dense model is analysed: drop --warmup-fraction")
+    if cfg.distill and not cfg.baseline:
+        raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
+    if cfg.allocation not in ALLOCATIONS:
+        raise SensiEdgeError(f"unknown --allocation {cfg.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
+    if cfg.calibration_samples <= 0:
+        raise SensiEdgeError(f"--calibration-samples must be > 0, got {cfg.calibration_samples}")
+    Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
     for name, value, lo_open in (("--probe-density", cfg.probe_density, True), ("--ramp", cfg.ramp, False),
-                                 ("--warmup-fraction", cfg.warmup_fraction, True)):
+                                 ("--warmup-fraction", cfg.effective_warmup_fraction or 0.1, True)):
         if not ((0 < value) if lo_open else (0 <= value)) or value > 1:
             raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
     if seq_len < 8 or seq_len > 512:
@@ -140,10 +168,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     max_pos = getattr(model_config, "max_position_embeddings", 512)
     if seq_len > max_pos:
         raise SensiEdgeError(f"--max-seq-length {seq_len} exceeds the model's {max_pos} positions; lower it")
-    fixed = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, seq_len)
-    if budget.target(dense) < fixed:
-        raise SensiEdgeError(f"budget {budget.target(dense):,} {budget.kind} is below the {fixed:,} that cannot be "
-                             "trimmed (LayerNorms, biases); raise it")
+    if cfg.method == "sensitivity":
+        check_budget(dense, budget, Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn))
+    else:
+        check_budget(dense, budget, NO_FLOORS)
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json)")
     train, val, task = load_task_data(cfg.data, task)
@@ -176,6 +204,7 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     from .evaluation import batches
     from .finetune import TrimSchedule, finetune
     from .loading import load_for_task
+    from .planner import Floors
     from .runners import TorchRunner
     from .sensitivity import analyse, plot_heatmap
     from .surgery import apply_plan, parity
@@ -213,20 +242,21 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
         _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
         metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
-        if cfg.method == "fisher-mask" or cfg.keep_intermediate:  # fisher-mask searches and applies its mask here
-            _save_model_atomic(model, tokenizer, work / "dense_model")
+        _save_model_atomic(model, tokenizer, work / "dense_model")  # analysed, trimmed from, and the distillation teacher
         write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
         shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
         timer.record("baseline", time.perf_counter() - t0)
         del model
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
 
-    # ---- warm-up + sensitivity --------------------------------------------------------------
-    warm_dir = work / ("dense_model" if cfg.method == "fisher-mask" else "warm_model")
+    # ---- warm-up (one-fine-tune mode only) + sensitivity ------------------------------------
+    warm_dir = work / ("dense_model" if cfg.baseline else "warm_model")  # the analysed model
     if not (warm_dir / "config.json").exists():
-        t0 = stage("warmup: brief dense fine-tune for sensitivity analysis")
+        if cfg.baseline:
+            raise SensiEdgeError(f"internal error: the baseline stage left no {warm_dir}")
+        t0 = stage("warmup: brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
         _, model = load_for_task(model_spec, task)
-        warm_steps = max(1, int(round(cfg.warmup_fraction * recipe_steps)))
+        warm_steps = max(1, int(round(cfg.effective_warmup_fraction * recipe_steps)))
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
                                   max_steps=warm_steps)
         _save_model_atomic(model, tokenizer, warm_dir)
@@ -248,8 +278,10 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     plan_path = work / "plan.json"
     if not plan_path.exists():
         t0 = stage(f"plan: {cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
-        model = load_for_task(str(warm_dir), task)[1] if cfg.method == "magnitude" else None
-        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model)
+        model = load_for_task(str(warm_dir), task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
+        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
+                         floors=Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn), allocation=cfg.allocation,
+                         calib=calib)
         plan = replace(plan, source={**plan.source, "method": cfg.method, "model": model_spec, "task": task.name})
         plan.save(plan_path)
         timer.record("plan", time.perf_counter() - t0)
@@ -262,13 +294,21 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     if not trim_path.exists():
         _, model = load_for_task(str(warm_dir), task)
         if cfg.method == "fisher-mask":
-            t0 = stage("trim: remove the masked units from the fine-tuned dense model (no retraining)")
-            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022 style): no fine-tuning after the mask"}
+            from .kwon import fold, tune_masks
+
+            t0 = stage("trim: least-squares mask tuning on the calibration rows, then removal (no retraining)")
+            tuned, tuning_log = tune_masks(model, plan, calib)
+            fold(model, tuned)
+            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022): mask search, rearrangement, mask tuning",
+                    "mask_tuning": tuning_log}
         else:
-            t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps), then remove")
+            t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
+                       + (", distilled from the dense model" if cfg.distill else "") + ", then remove")
             schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
+            teacher = load_for_task(str(work / "dense_model"), task)[1] if cfg.distill else None
             model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
-                                           resume=resume, schedule=schedule)
+                                           resume=resume, schedule=schedule, teacher=teacher)
+            del teacher
             handle.remove()
         model = model.cpu().eval()
         trimmed = apply_plan(model, plan)
@@ -313,9 +353,9 @@ REUSABLE = ("baseline.json", "dense_model", "warm_model", "sensitivity.json", "s
 def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     """Seed a new run with the dense-side stages of a kept run that this run would compute identically.
 
-    The dense baseline needs the same data, model and recipe; the warm model also the same warm-up;
-    the sensitivity analysis also the same probe settings and the same analysed model (fisher-mask
-    analyses the fine-tuned dense model, the other methods the warm one). The stages that depend on
+    The dense baseline needs the same data, model and recipe; the warm model (one-fine-tune mode)
+    also the same warm-up; the sensitivity analysis also the same probe settings and the same
+    analysed model (the dense fine-tune when the baseline runs, else the warm model). The stages that depend on
     the budget or method (plan, trim) are never reused. A kept run that agrees on nothing is an error
     rather than a silent full recompute.
     """
@@ -326,14 +366,15 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
         k = differs[0]
         raise SensiEdgeError(f"--reuse {source}: its {k} ({src.get(k)}) differs from this run's ({mine[k]}); "
                              "nothing in it can be reused")
-    fisher = cfg.method == "fisher-mask"
-    if fisher and not (source / "dense_model" / "config.json").is_file():
-        raise SensiEdgeError(f"--reuse {source}: fisher-mask needs the fine-tuned dense model, which that run did not "
+    if cfg.baseline and (source / "baseline.json").is_file() and not (source / "dense_model" / "config.json").is_file():
+        raise SensiEdgeError(f"--reuse {source}: this run needs that run's fine-tuned dense model, which it did not "
                              "keep; rerun it with --keep-intermediate")
     same_warm = all(src.get(k) == mine[k] for k in _WARM_KEYS)
-    analysed_same = (src.get("method") == "fisher-mask") == fisher and (fisher or same_warm)
-    take = ["baseline.json", "dense_model"]
-    if same_warm:
+    # the analysed model: the dense fine-tune when the baseline runs, else the warm-up model
+    src_baseline = src.get("baseline", True)
+    analysed_same = src_baseline == cfg.baseline and (cfg.baseline or same_warm)
+    take = ["baseline.json", "dense_model"] if cfg.baseline else []
+    if same_warm and not cfg.baseline:
         take.append("warm_model")
     if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
         take += ["sensitivity.json", "sensitivity.png"]
@@ -380,6 +421,17 @@ def count_saved_params(model_dir: Path) -> dict[str, int]:
     return counts
 
 
+def fisher_predicted(sens) -> dict[str, float]:
+    """Per group, the Fisher estimate of its probe's loss increase (the quantity the probes calibrate);
+    its ranking is what the sweep page's seed-to-seed rank stability is computed on."""
+    from .planner import probe_removed
+
+    imp = {"attention": sens.head_importance, "ffn": sens.neuron_importance}
+    return {f"L{g.layer}.{g.kind}": float(sum(imp[g.kind][g.layer][u] for u in
+                                              probe_removed(imp[g.kind][g.layer], sens.probe_density)))
+            for g in sens.groups}
+
+
 def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,
                   n_val, recipe_steps, seconds, seq) -> dict:
     from .cost import encoder_flops, encoder_params
@@ -424,8 +476,15 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
                  "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
         "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
-                        "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.warmup_fraction,
+                        "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.effective_warmup_fraction,
+                        "analysed_model": "dense fine-tune" if cfg.baseline else "warm-up fine-tune",
+                        "seconds": round(sens.seconds, 1),
+                        "group_scores": {f"L{g.layer}.{g.kind}": g.score for g in sens.groups},
+                        "fisher_predicted": fisher_predicted(sens),
                         "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
+        "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,
+                       "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
+        "distill": cfg.distill,
         "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
         "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},
@@ -460,7 +519,10 @@ def render_markdown(r: dict) -> str:
         "",
         f"Heads per layer: {r['plan']['heads_per_layer']} (of {r['plan']['dense_heads']})  ",
         f"FFN neurons per layer: {r['plan']['ffn_per_layer']} (of {r['plan']['dense_ffn']})  ",
-        f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}",
+        f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}  ",
+        f"Analysed and trimmed from: the {r['sensitivity']['analysed_model']}; method {r['method']}"
+        + (f", allocation {r['allocation']['name']}, floors {r['allocation']['floors']}" if r["allocation"]["name"] else "")
+        + f"; distilled from the dense model: {'yes' if r['distill'] else 'no'}",
         "",
         "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_seconds"].items())
         + (f"; reused from {r['reused_stages_from']}: " + ", ".join(f"{k} {v}" for k, v in r["reused_wall_seconds"].items())

@@ -4,6 +4,11 @@ Masks are applied by a TrainerCallback (not a Trainer subclass), so the Trainer'
 -- device placement, checkpoints, resume -- work unchanged (the compress pipeline around it is
 single-process). A resumed run recomputes the masks from the plan and the step number, so
 nothing about masks is stored.
+
+Self-distillation (``teacher=``) is the one place that needs a Trainer subclass: the loss itself
+changes (``compute_loss`` is the Trainer's documented hook for that). The teacher is our own dense
+fine-tuned model; its outputs are computed on the fly under ``no_grad`` for the very batch the
+student sees, so nothing extra is stored and resume is unaffected.
 """
 from __future__ import annotations
 
@@ -86,12 +91,58 @@ class _ScheduleCallback(TrainerCallback):
         self.schedule.apply(state.max_steps, state.max_steps)
 
 
+DISTILL_ALPHA = 0.5  # weight of the task loss; 1 - alpha goes to matching the teacher
+DISTILL_TEMPERATURE = 2.0  # Hinton et al. 2015; the KL term is scaled by T^2 so its gradients keep their size
+
+
+def distill_loss(student_out, teacher_out, attention_mask=None, temperature: float = DISTILL_TEMPERATURE):
+    """KL(teacher || student) on softened outputs: class logits, or (QA) start and end logits over the
+    sequence, where padded positions are excluded (set to -inf-like) in both distributions."""
+    import torch.nn.functional as F
+
+    def kl(s, t):
+        return F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True,
+                        reduction="batchmean") * temperature ** 2
+
+    if getattr(student_out, "logits", None) is not None:
+        return kl(student_out.logits, teacher_out.logits)
+    pad = (attention_mask == 0) if attention_mask is not None else None
+    total = 0.0
+    for name in ("start_logits", "end_logits"):
+        s, t = getattr(student_out, name), getattr(teacher_out, name)
+        if pad is not None:
+            s, t = s.masked_fill(pad, -1e4), t.masked_fill(pad, -1e4)
+        total = total + kl(s, t)
+    return total / 2
+
+
+class _DistillTrainer(Trainer):
+    def __init__(self, *args, teacher=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+
+        out = model(**inputs)
+        if next(self.teacher.parameters()).device != out.loss.device:
+            self.teacher.to(out.loss.device)
+        with torch.no_grad():
+            teacher_out = self.teacher(**{k: v for k, v in inputs.items()
+                                          if k not in ("labels", "start_positions", "end_positions")})
+        loss = DISTILL_ALPHA * out.loss + (1 - DISTILL_ALPHA) * distill_loss(out, teacher_out, inputs.get("attention_mask"))
+        return (loss, out) if return_outputs else loss
+
+
 def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, resume: bool = False,
-             schedule: TrimSchedule | None = None, max_steps: int | None = None):
+             schedule: TrimSchedule | None = None, max_steps: int | None = None, teacher=None):
     """Train ``model`` in place; checkpoints go to ``output_dir`` and a rerun with resume continues them.
 
     With a schedule, its masks stay attached to the returned model (the caller removes them after
-    surgery); the final masks are the plan's.
+    surgery); the final masks are the plan's. With a ``teacher``, the loss is
+    ``DISTILL_ALPHA * task loss + (1 - DISTILL_ALPHA) * distill_loss(student, teacher)``.
     """
     output_dir = Path(output_dir)
     args = TrainingArguments(
@@ -120,13 +171,9 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     if schedule is not None:
         handle = attach(model, schedule.masks)
         callbacks.append(_ScheduleCallback(schedule))
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_encoded,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=callbacks,
-    )
+    kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
+                  callbacks=callbacks)
+    trainer = _DistillTrainer(**kwargs, teacher=teacher) if teacher is not None else Trainer(**kwargs)
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
     return model, handle, {"steps": result.global_step, "train_loss": result.training_loss, "resumed_from": last}

@@ -1,14 +1,27 @@
-"""Sensitivity ranking + budget -> how many heads / neurons each tensor group keeps. Pure.
+"""Sensitivity + budget -> which heads / neurons each tensor group keeps. Pure arithmetic.
 
-Sensi-BERT's rule: less sensitive tensor groups are trimmed more. Groups are ranked by their
-sensitivity score; the group of rank r (0 = least sensitive) of G gets the keep ratio
-``clip(scale * (r + 1) / G, 0, 1)`` and ``scale`` is found by bisection so the encoder meets the
-budget. Rank (not the raw score) sets the ratio so one outlier score cannot decide the whole
-plan. Rounding to whole heads/neurons is then repaired greedily: drop units from the least
-sensitive groups while over budget, add units to the most sensitive ones while they fit.
+Two allocations (``--allocation``):
 
-Guarantee (tested): kept cost <= budget, and budget - kept < the cost of the cheapest unit
-that could still be added (so the plan is as close to the budget as whole units allow).
+``calibrated`` (default). Sensi-BERT's principle -- the less a group's trimming hurts, the more of
+it goes -- applied per unit of cost. Every unit u of group g (a head, or an FFN neuron) gets the
+score ``c_g * I_u / cost_u``: I_u is its Fisher importance (a second-order estimate of the loss
+increase of removing it alone), and ``c_g`` calibrates that estimate with the measured probe of its
+group: ``c_g = measured loss increase of the probe / Fisher-predicted increase of the same probe``.
+So the group probes decide how far each group's Fisher numbers are to be trusted (they catch what
+the diagonal Fisher misses: units that only hurt together), while the per-unit cost makes a
+head (49k parameters in MiniLM) and a neuron (769) comparable. Units are then kept greedily by
+score until the budget is full. ``c_g`` is clipped to [median / 8, median x 8] so one noisy probe
+(a loss change below the calibration noise) cannot empty or freeze a group.
+
+``rank`` (the first version of this project): groups ranked by raw score, the group of rank r of G
+keeps ``clip(scale * (r + 1) / G, 0, 1)``, ``scale`` bisected to meet the budget. It ignores what a
+probe removes and turns near-identical scores into extreme plans; kept for comparison.
+
+Both keep per-layer floors (``Floors``: a share of every layer's heads and neurons is never
+removed; the most important units fill it), so no layer collapses to 0 or 1 head.
+
+Guarantee (tested): kept cost <= budget, every floor is met, and budget - kept < the cost of the
+cheapest unit that could still be added (the plan is as close to the budget as whole units allow).
 """
 from __future__ import annotations
 
@@ -50,6 +63,39 @@ class Budget:
         return {"kind": self.kind, "value": self.value, "absolute": self.absolute, "seq_len": self.seq_len}
 
 
+@dataclass(frozen=True)
+class Floors:
+    """Per-layer minimum shares of heads and FFN neurons that a plan keeps (rounded up to whole units).
+
+    Why: without them, noisy scores empty layers (0 heads in both SQuAD seeds at 0.3 under the
+    rank rule) and a layer with 1 head has one attention pattern left. QA needs more (span
+    extraction reads token-to-token attention); see ``for_task``.
+    """
+
+    heads: float = 0.15
+    ffn: float = 0.1
+
+    def __post_init__(self):
+        for name, v in (("--floor-heads", self.heads), ("--floor-ffn", self.ffn)):
+            if not 0 <= v <= 1:
+                raise SensiEdgeError(f"{name} must be in [0, 1], got {v}")
+
+    @classmethod
+    def for_task(cls, kind: str, heads: float | None = None, ffn: float | None = None) -> "Floors":
+        default = cls(0.3, 0.2) if kind == "qa" else cls()
+        return cls(default.heads if heads is None else heads, default.ffn if ffn is None else ffn)
+
+    def counts(self, dense: Geometry) -> dict[tuple[int, str], int]:
+        return {**{(i, "attention"): min(h, math.ceil(self.heads * h - 1e-9)) for i, h in enumerate(dense.heads)},
+                **{(i, "ffn"): min(f, math.ceil(self.ffn * f - 1e-9)) for i, f in enumerate(dense.ffn)}}
+
+    def to_dict(self) -> dict:
+        return {"heads": self.heads, "ffn": self.ffn}
+
+
+NO_FLOORS = Floors(0.0, 0.0)
+
+
 def _sizes(g: Geometry, keep: dict[tuple[int, str], int]) -> Geometry:
     return g.with_sizes(
         [keep[(i, "attention")] for i in range(g.num_layers)], [keep[(i, "ffn")] for i in range(g.num_layers)]
@@ -60,22 +106,36 @@ def _totals(g: Geometry) -> dict[tuple[int, str], int]:
     return {**{(i, "attention"): h for i, h in enumerate(g.heads)}, **{(i, "ffn"): f for i, f in enumerate(g.ffn)}}
 
 
-def allocate(dense: Geometry, scores: dict[tuple[int, str], float], budget: Budget) -> dict[tuple[int, str], int]:
-    """Units to keep per (layer, kind) group so the encoder cost meets ``budget``."""
-    totals = _totals(dense)
-    if set(scores) != set(totals):
-        raise SensiEdgeError("sensitivity scores must cover every (layer, attention|ffn) group of the model")
+def check_budget(dense: Geometry, budget: Budget, floors: Floors) -> dict[tuple[int, str], int]:
+    """The floor counts per group, after checking that the budget covers the untrimmable part and the floors."""
     target = budget.target(dense)
     fixed = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, budget.seq_len)
     if target < fixed:
         raise SensiEdgeError(
             f"budget {target:,} is below the {fixed:,} {budget.kind} that cannot be trimmed (LayerNorms, biases); raise it"
         )
+    floor = floors.counts(dense)
+    need = encoder_cost(_sizes(dense, floor), budget.kind, budget.seq_len)
+    if need > target:
+        raise SensiEdgeError(f"the per-layer floors ({floors.heads:g} of the heads, {floors.ffn:g} of the FFN neurons) "
+                             f"alone cost {need:,} {budget.kind}, above the budget {target:,}; lower --floor-heads / "
+                             "--floor-ffn or raise the budget")
+    return floor
+
+
+def allocate(dense: Geometry, scores: dict[tuple[int, str], float], budget: Budget,
+             floors: Floors = NO_FLOORS) -> dict[tuple[int, str], int]:
+    """The ``rank`` allocation: units to keep per (layer, kind) group so the encoder cost meets ``budget``."""
+    totals = _totals(dense)
+    if set(scores) != set(totals):
+        raise SensiEdgeError("sensitivity scores must cover every (layer, attention|ffn) group of the model")
+    target = budget.target(dense)
+    floor = check_budget(dense, budget, floors)
     order = sorted(totals, key=lambda k: (scores[k], k))  # least sensitive first
     weight = {k: (r + 1) / len(order) for r, k in enumerate(order)}
 
     def keep_at(scale: float) -> dict[tuple[int, str], int]:
-        return {k: int(round(totals[k] * min(1.0, scale * weight[k]))) for k in totals}
+        return {k: max(floor[k], int(round(totals[k] * min(1.0, scale * weight[k])))) for k in totals}
 
     def cost(keep) -> int:
         return encoder_cost(_sizes(dense, keep), budget.kind, budget.seq_len)
@@ -89,7 +149,7 @@ def allocate(dense: Geometry, scores: dict[tuple[int, str], float], budget: Budg
     # Repair rounding: trim the least sensitive while over, grow the most sensitive while it fits.
     current = cost(keep)
     for k in order:
-        while current > target and keep[k] > 0:
+        while current > target and keep[k] > floor[k]:
             keep[k] -= 1
             current -= unit[k]
     grew = True
@@ -109,17 +169,88 @@ def top_units(importance, k: int) -> list[int]:
     return sorted(order[:k])
 
 
-def build_plan(report, budget: Budget, source: dict | None = None):
-    """SensitivityReport + Budget -> TrimPlan: counts from ``allocate``, units by importance."""
+def select_units(dense: Geometry, head_scores, neuron_scores, budget: Budget, per_cost: bool = True,
+                 floors: Floors = NO_FLOORS) -> tuple[list[list[int]], list[list[int]]]:
+    """Global greedy fill: every layer's floor (its best-scored units) first, then units by score per unit
+    of cost (by score alone when ``per_cost`` is False) while they fit -- the knapsack heuristic of
+    Kwon et al. 2022's mask search. Returns kept head / neuron indices per layer (ascending)."""
+    target = budget.target(dense)
+    floor = check_budget(dense, budget, floors)
+    h_cost = unit_cost(dense, "attention", budget.kind, budget.seq_len)
+    n_cost = unit_cost(dense, "ffn", budget.kind, budget.seq_len)
+    hd, nd = (h_cost, n_cost) if per_cost else (1, 1)
+    keep_h = [top_units(s, floor[(i, "attention")]) for i, s in enumerate(head_scores)]
+    keep_n = [top_units(s, floor[(i, "ffn")]) for i, s in enumerate(neuron_scores)]
+    spent = encoder_cost(dense.with_sizes([len(k) for k in keep_h], [len(k) for k in keep_n]), budget.kind, budget.seq_len)
+    units = [(float(s) / hd, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)
+             if u not in keep_h[layer]]
+    units += [(float(s) / nd, n_cost, "n", layer, u) for layer, ss in enumerate(neuron_scores) for u, s in enumerate(ss)
+              if u not in keep_n[layer]]
+    units.sort(key=lambda t: (-t[0], t[2], t[3], t[4]))
+    for _, cost, kind, layer, u in units:
+        if spent + cost <= target:
+            (keep_h if kind == "h" else keep_n)[layer].append(u)
+            spent += cost
+    return [sorted(k) for k in keep_h], [sorted(k) for k in keep_n]
+
+
+CALIBRATION_CLIP = 8.0  # c_g is kept within [median / 8, median x 8]
+
+
+def probe_removed(importance, density: float) -> list[int]:
+    """The units a probe at ``density`` removes from a group: all but its ceil(density * n) most important."""
+    kept = set(top_units(importance, int(math.ceil(density * len(importance)))))
+    return [u for u in range(len(importance)) if u not in kept]
+
+
+def calibration(report) -> dict[tuple[int, str], float]:
+    """c_g = measured probe loss increase / Fisher-predicted increase of the same probe, clipped around the median.
+
+    A group whose probe removed nothing (empty, or density 1) or whose Fisher prediction is 0 gets the
+    median. A probe that measured a decrease (noise, or a unit that hurt) gets the lower clip.
+    """
+    raw = {}
+    imp = {"attention": report.head_importance, "ffn": report.neuron_importance}
+    for g in report.groups:
+        units = imp[g.kind][g.layer]
+        predicted = sum(units[u] for u in probe_removed(units, report.probe_density))
+        if predicted > 0:
+            raw[(g.layer, g.kind)] = g.score / predicted
+    positive = sorted(v for v in raw.values() if v > 0)
+    if not positive:  # no probe measured any loss: trust the Fisher numbers as they are
+        return {(g.layer, g.kind): 1.0 for g in report.groups}
+    med = positive[len(positive) // 2] if len(positive) % 2 else 0.5 * (positive[len(positive) // 2 - 1] + positive[len(positive) // 2])
+    lo, hi = med / CALIBRATION_CLIP, med * CALIBRATION_CLIP
+    return {(g.layer, g.kind): min(hi, max(lo, raw.get((g.layer, g.kind), med))) for g in report.groups}
+
+
+ALLOCATIONS = ("calibrated", "rank")
+
+
+def build_plan(report, budget: Budget, source: dict | None = None, floors: Floors = NO_FLOORS,
+               allocation: str = "calibrated"):
+    """SensitivityReport + Budget -> TrimPlan (see the module docstring for the two allocations)."""
     from .artifacts import TrimPlan
 
-    keep = allocate(report.geometry, report.scores(), budget)
-
     n = report.geometry.num_layers
+    if allocation == "calibrated":
+        c = calibration(report)
+        head_scores = [[c[(i, "attention")] * x for x in report.head_importance[i]] for i in range(n)]
+        neuron_scores = [[c[(i, "ffn")] * x for x in report.neuron_importance[i]] for i in range(n)]
+        keep_heads, keep_neurons = select_units(report.geometry, head_scores, neuron_scores, budget, floors=floors)
+        extra = {"calibration": {f"L{i}.{k}": v for (i, k), v in sorted(c.items())}}
+    elif allocation == "rank":
+        keep = allocate(report.geometry, report.scores(), budget, floors)
+        keep_heads = [top_units(report.head_importance[i], keep[(i, "attention")]) for i in range(n)]
+        keep_neurons = [top_units(report.neuron_importance[i], keep[(i, "ffn")]) for i in range(n)]
+        extra = {}
+    else:
+        raise SensiEdgeError(f"unknown --allocation {allocation!r}: use one of {', '.join(ALLOCATIONS)}")
     return TrimPlan(
         dense=report.geometry,
-        keep_heads=tuple(tuple(top_units(report.head_importance[i], keep[(i, "attention")])) for i in range(n)),
-        keep_neurons=tuple(tuple(top_units(report.neuron_importance[i], keep[(i, "ffn")])) for i in range(n)),
+        keep_heads=tuple(tuple(k) for k in keep_heads),
+        keep_neurons=tuple(tuple(k) for k in keep_neurons),
         budget=budget.to_dict(),
-        source={"sensitivity": report.hash(), "sensitivity_method": report.method, **(source or {})},
+        source={"sensitivity": report.hash(), "sensitivity_method": report.method, "allocation": allocation,
+                "floors": floors.to_dict(), **extra, **(source or {})},
     )

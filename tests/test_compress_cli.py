@@ -32,7 +32,11 @@ def test_cli_end_to_end_on_tiny_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
     assert report["params"]["encoder_after_saved"] == report["params"]["encoder_after_planned"]
     assert report["masked_vs_pruned_max_abs_diff"] < 1e-4
     assert report["dense_baseline"] is not None and "accuracy" in report["compressed"]
-    assert set(report["wall_seconds"]) >= {"baseline", "warmup", "sensitivity", "plan", "trim", "report", "total"}
+    # with the baseline, the fine-tuned dense model is analysed and trimmed from: no separate warm-up
+    assert set(report["wall_seconds"]) == {"baseline", "sensitivity", "plan", "trim", "report", "total"}
+    assert report["sensitivity"]["analysed_model"] == "dense fine-tune" and report["sensitivity"]["warmup_fraction"] is None
+    assert report["allocation"]["name"] == "calibrated" and report["allocation"]["floors"] == {"heads": 0.15, "ffn": 0.1}
+    assert min(report["plan"]["heads_per_layer"]) >= 1  # ceil(0.15 * 4)
     assert report["rows"]["train"] == 32 and report["flops"]["seq_len"] == 32
     for name in ("report.md", "sensitivity.json", "sensitivity.png", "plan.json", "model/config.json",
                  "model/modeling_sensi_bert.py", "model/tokenizer.json"):
@@ -149,7 +153,7 @@ def test_unknown_method_is_refused(tiny_model_dir, tiny_sst2_dir, tmp_path):
 
 def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_dir, tiny_sst2_dir, tmp_path):
     first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b05", keep_intermediate=True), log=lambda m: None)
-    assert (first.output / "warm_model" / "config.json").exists() and (first.output / "dense_model").exists()
+    assert (first.output / "dense_model" / "config.json").exists() and not (first.output / "warm_model").exists()
     second = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b03", budget=0.3, method="uniform",
                            reuse=first.output), log=lambda m: None)
     r = second.report
@@ -165,22 +169,71 @@ def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_
 def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_dir, tiny_sst2_dir, tmp_path):
     first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "anchor", keep_intermediate=True), log=lambda m: None)
     logs = []
-    # another warm-up length: the dense baseline is shared, the warm model and its sensitivity are not
-    longer = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "w3", warmup_fraction=0.3, reuse=first.output),
+    # other probe settings: the dense baseline (and analysed model) is shared, its sensitivity is not
+    deeper = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "p25", probe_density=0.25, reuse=first.output),
                       log=logs.append)
-    r = longer.report
-    assert "baseline" not in r["wall_seconds"] and "warmup" in r["wall_seconds"] and "sensitivity" in r["wall_seconds"]
+    r = deeper.report
+    assert "baseline" not in r["wall_seconds"] and "warmup" not in r["wall_seconds"] and "sensitivity" in r["wall_seconds"]
     assert r["dense_baseline"] == first.report["dense_baseline"]
     assert set(r["reused_wall_seconds"]) == {"baseline"} and r["whole_run_wall_seconds"] > r["wall_seconds"]["total"]
-    assert any("reusing from" in m and "baseline.json" in m and "warm_model" not in m for m in logs)
-    # fisher-mask analyses the dense model: it takes the baseline and dense model, not the warm model's sensitivity
+    assert any("reusing from" in m and "baseline.json" in m and "sensitivity.json" not in m for m in logs)
+    # fisher-mask analyses the same dense model: it takes the baseline and the sensitivity analysis
     fm = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm", method="fisher-mask", reuse=first.output),
                   log=lambda m: None).report
-    assert "baseline" not in fm["wall_seconds"] and "sensitivity" in fm["wall_seconds"]
-    # a run that did not keep its dense model cannot seed fisher-mask
+    assert "baseline" not in fm["wall_seconds"] and "sensitivity" not in fm["wall_seconds"]
+    # a run that did not keep its dense model cannot seed a run that needs it
     with pytest.raises(Exception, match="did not keep; rerun it with --keep-intermediate"):
-        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm2", method="fisher-mask", reuse=longer.output),
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm2", method="fisher-mask", reuse=deeper.output),
                  log=lambda m: None)
+
+
+def test_one_fine_tune_mode_trims_from_the_warm_up_and_reuses_it(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    one = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "one", baseline=False, keep_intermediate=True),
+                   log=lambda m: None)
+    r = one.report
+    assert r["dense_baseline"] is None and r["sensitivity"]["analysed_model"] == "warm-up fine-tune"
+    assert r["sensitivity"]["warmup_fraction"] == 0.1 and "warmup" in r["wall_seconds"] and "baseline" not in r["wall_seconds"]
+    assert (one.output / "warm_model" / "config.json").exists() and not (one.output / "dense_model").exists()
+    again = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "again", baseline=False, budget=0.3,
+                          reuse=one.output), log=lambda m: None).report
+    assert "warmup" not in again["wall_seconds"] and "sensitivity" not in again["wall_seconds"]
+    longer = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "w3", baseline=False, warmup_fraction=0.3,
+                           reuse=one.output), log=lambda m: None).report
+    assert "warmup" in longer["wall_seconds"] and "sensitivity" in longer["wall_seconds"]
+
+
+def test_analysed_model_is_the_fine_tuned_dense_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    """sensitivity.json's dense loss is the kept dense model's loss on the calibration rows (not the warm model's)."""
+    from transformers import AutoTokenizer
+
+    from sensi_edge.artifacts import SensitivityReport
+    from sensi_edge.data import load_task_data
+    from sensi_edge.evaluation import batches
+    from sensi_edge.loading import load_for_task
+    from sensi_edge.sensitivity import calibration_loss
+    from sensi_edge.task_eval import evaluator_for
+    from sensi_edge.tasks import get_task
+
+    run = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "run", keep_intermediate=True), log=lambda m: None).output
+    sens = SensitivityReport.load(run / "sensitivity.json")
+    train, _, task = load_task_data(str(tiny_sst2_dir), get_task("sst2"))
+    tok = AutoTokenizer.from_pretrained(str(run / "dense_model"))
+    calib_rows = train.shuffle(seed=42).select(range(8))
+    calib = batches(evaluator_for(task, tok, 128, 128).train_features(calib_rows), tok, 8)
+    loss, _ = calibration_loss(load_for_task(str(run / "dense_model"), task)[1], calib)
+    assert sens.dense_loss == pytest.approx(loss, rel=1e-5)
+    base, _ = calibration_loss(load_for_task(str(tiny_model_dir), task)[1], calib)
+    assert abs(base - loss) > 1e-4  # the pretrained model would have given another loss
+
+
+def test_distilled_trim_runs_and_is_recorded(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    r = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd", distill=True), log=lambda m: None).report
+    assert r["distill"] is True and r["masked_vs_pruned_max_abs_diff"] < 1e-4
+    with pytest.raises(Exception, match="--distill learns from the fine-tuned dense model"):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd2", distill=True, baseline=False), log=lambda m: None)
+    with pytest.raises(Exception, match="applies only with --no-baseline"):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd3", warmup_fraction=0.2), log=lambda m: None)
+    assert not any(tmp_path.glob("kd2*")) and not any(tmp_path.glob("kd3*"))
 
 
 def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_model_dir, tiny_sst2_dir):

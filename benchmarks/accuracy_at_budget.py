@@ -1,0 +1,211 @@
+"""Accuracy at budget: the sensitivity method against its dense model, over seeds, with ablations.
+
+    python -m benchmarks.accuracy_at_budget --task rt-polarity [--seeds 1 2 3] [--budgets 0.5 0.3]
+        [--variants default distill one-fine-tune first-version] [--summary]
+
+Variants (all MiniLM, the task's recipe below, the same training / calibration / validation rows per seed):
+- ``default``        compress as shipped: the fine-tuned dense model is analysed and trimmed from,
+                     calibrated allocation, per-layer floors, no teacher.
+- ``distill``        default + ``--distill`` (the trimmed fine-tune also matches the dense model's outputs).
+- ``one-fine-tune``  ``--no-baseline``: warm-up (10% of the recipe) -> sensitivity -> trimmed fine-tune,
+                     one fine-tune's cost; scored against the same seed's dense model from ``default``.
+- ``first-version``  the method as it was before issue 12: trimmed from the warm-up model, rank
+                     allocation, no floors (same 1,024 calibration rows, so the training rows match).
+
+Per seed, the ``default`` run at the first budget keeps its dense model and sensitivity analysis and
+every other run of that seed reuses what it would compute identically (``--reuse``); ``one-fine-tune``
+and ``first-version`` share one warm-up model. Each finished run's report goes to
+results/accuracy/<task>_<variant>_b<budget>_s<seed>.json, so an interrupted benchmark resumes where it
+stopped (a half-finished run resumes with --resume). results/accuracy_at_budget.md is rebuilt from
+every JSON there (``--summary`` only rebuilds it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from sensi_edge.compress import CompressConfig, compress
+from sensi_edge.finetune import Recipe
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "accuracy"
+PAGE = ROOT / "results" / "accuracy_at_budget.md"
+SHARED = ROOT.parent.parent / "shared" / "data"
+
+# data folder -> (preset, recipe and sizes); the targets are issue 12's "done when" (points below dense).
+TASKS = {
+    "rt-polarity": {"task": "sst2", "max_train_samples": 4000, "epochs": 2.0, "targets": {0.5: 0.5, 0.3: 1.5}},
+    "qnli-squad": {"task": "qnli", "max_train_samples": 8000, "epochs": 3.0, "targets": {0.5: 0.5, 0.3: 1.5}},
+    "snli": {"task": "mnli", "max_train_samples": 20000, "epochs": 2.0, "targets": {0.5: 1.0}},
+    "squad-v1.1-dev": {"task": "squad", "max_train_samples": None, "epochs": 2.0, "learning_rate": 1e-4,
+                       "targets": {0.5: 3.0}},
+}
+VARIANTS = {
+    "default": {},
+    "distill": {"distill": True},
+    "one-fine-tune": {"baseline": False},
+    "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
+}
+FLAGS = {"default": "", "distill": " --distill", "one-fine-tune": " --no-baseline",
+         "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0"}
+
+
+def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
+    return workdir / f"{name}_{variant}_b{budget}_s{seed}"
+
+
+def _result(name: str, variant: str, budget: float, seed: int) -> Path:
+    return OUT / f"{name}_{variant}_b{budget}_s{seed}.json"
+
+
+def command(name: str, variant: str, budget: float, seed: int) -> str:
+    t = TASKS[name]
+    return (f"sensi-edge compress --task {t['task']} --data ../shared/data/{name} --budget {budget} --seed {seed}"
+            + (f" --max-train-samples {t['max_train_samples']}" if t["max_train_samples"] else "")
+            + f" --epochs {t['epochs']:g}" + (f" --learning-rate {t['learning_rate']:g}" if "learning_rate" in t else "")
+            + FLAGS[variant] + f" --output {name}_{variant}_b{budget}_s{seed}")
+
+
+def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, reuse: Path | None, keep: bool) -> dict:
+    t = TASKS[name]
+    out = _folder(workdir, name, variant, budget, seed)
+    cfg = CompressConfig(task=t["task"], data=str(SHARED / name), output=out, budget=budget,
+                         recipe=Recipe(epochs=t["epochs"], learning_rate=t.get("learning_rate", 5e-5), seed=seed),
+                         max_train_samples=t["max_train_samples"], reuse=reuse, keep_intermediate=keep,
+                         **VARIANTS[variant])
+    start = time.perf_counter()
+    result = compress(cfg, resume=(workdir / f"{out.name}.partial").exists())
+    return {**result.report, "variant": variant, "command": command(name, variant, budget, seed),
+            "run_folder": str(result.output), "benchmark_wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def train(args) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        first = args.budgets[0]
+        anchor = _folder(args.workdir, args.task, "default", first, seed)
+        warm_anchor = _folder(args.workdir, args.task, "one-fine-tune", first, seed)
+        for variant in args.variants:
+            for budget in args.budgets:
+                dst = _result(args.task, variant, budget, seed)
+                if dst.exists():
+                    continue
+                is_anchor = variant == "default" and budget == first
+                is_warm_anchor = variant == "one-fine-tune" and budget == first
+                if is_anchor or is_warm_anchor:
+                    reuse = None
+                elif variant in ("default", "distill"):
+                    reuse = anchor
+                else:
+                    reuse = warm_anchor if (warm_anchor / "run.json").exists() else None
+                print(f"[accuracy] {args.task} seed {seed}: {variant} @ {budget}", flush=True)
+                report = run_one(args.task, variant, budget, seed, args.workdir, reuse,
+                                 keep=is_anchor or is_warm_anchor or (reuse is None and variant != "default"))
+                dst.write_text(json.dumps(report, indent=2) + "\n")
+                summary()
+
+
+def _mean_std(xs):
+    return statistics.mean(xs), (statistics.pstdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _spearman(reports: list[dict], key: str) -> list[float]:
+    """Spearman correlation of per-group numbers between every pair of seeds."""
+    from itertools import combinations
+
+    from scipy.stats import spearmanr
+
+    vals = [r["sensitivity"][key] for r in reports if r["sensitivity"].get(key)]
+    out = []
+    for a, b in combinations(vals, 2):
+        groups = sorted(a)
+        out.append(float(spearmanr([a[g] for g in groups], [b[g] for g in groups]).statistic))
+    return out
+
+
+def collect() -> dict:
+    tasks: dict = {}
+    for f in sorted(OUT.glob("*.json")):
+        r = json.loads(f.read_text())
+        name = Path(r["data"]).name
+        t = tasks.setdefault(name, {"runs": {}, "dense": {}, "metric": r["metric"]})
+        t["runs"].setdefault((r["variant"], r["budget"]["value"]), []).append(r)
+        if r["dense_baseline"]:
+            t["dense"][r["recipe"]["seed"]] = r["dense_baseline"]
+    return tasks
+
+
+def summary() -> None:
+    tasks = collect()
+    lines = ["# Accuracy at budget (issue 12): MiniLM, validation metric in %, mean +- population std over seeds", "",
+             "Generated by `python -m benchmarks.accuracy_at_budget` (module docstring: what each variant is). Every",
+             "run's report and exact command are in results/accuracy/. 'delta' = variant mean - dense mean of the same",
+             "seeds; the dense model is each seed's fine-tuned dense baseline (same rows, recipe and seed).",
+             "Budgets are fractions of encoder parameters (counted from the saved tensors).", ""]
+    for name, t in tasks.items():
+        m = t["metric"]
+        spec = TASKS[name]
+        seeds = sorted(t["dense"])
+        dense = [t["dense"][s][m] for s in seeds]
+        dm, ds = _mean_std(dense) if dense else (float("nan"), 0.0)
+        lines += [f"## {name} ({spec['task']}; {spec['max_train_samples'] or 'all'} train rows, {spec['epochs']:g} epochs)", "",
+                  f"Dense: {dm:.2f} +- {ds:.2f} ({', '.join(f'seed {s}: {v:.2f}' for s, v in zip(seeds, dense))}).", "",
+                  f"| variant | budget | {m} mean +- std | delta vs dense | per seed | target (issue 12) | encoder kept | heads kept of {sum(next(iter(t['runs'].values()))[0]['plan']['dense_heads'])} |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), -kv[0][1])):
+            runs = sorted(runs, key=lambda r: r["recipe"]["seed"])
+            vals = [r["compressed"][m] for r in runs]
+            mean, sd = _mean_std(vals)
+            ref = [t["dense"][r["recipe"]["seed"]][m] for r in runs if r["recipe"]["seed"] in t["dense"]]
+            delta = mean - statistics.mean(ref) if len(ref) == len(runs) else None
+            target = spec["targets"].get(budget)
+            verdict = ("" if target is None or delta is None else
+                       f">= dense - {target:g}: {'met' if delta >= -target else 'NOT met'}" + ("" if len(runs) >= 3 else f" ({len(runs)} seed{'s' if len(runs) > 1 else ''})"))
+            extra = f" / EM {statistics.mean(r['compressed']['exact_match'] for r in runs):.2f}" if m == "f1" else ""
+            lines.append(f"| {variant} | {budget:g} | {mean:.2f} +- {sd:.2f}{extra} | "
+                         + (f"{delta:+.2f}" if delta is not None else "n/a") + " | "
+                         + ", ".join(f"{r['recipe']['seed']}: {v:.2f}" for r, v in zip(runs, vals)) + f" | {verdict} | "
+                         + f"{statistics.mean(r['params']['encoder_ratio'] for r in runs):.1%} | "
+                         + " / ".join(str(sum(r["plan"]["heads_per_layer"])) for r in runs) + " |")
+        anchors = sorted(t["runs"].get(("default", max(b for v, b in t["runs"] if v == "default")), []) if any(
+            v == "default" for v, _ in t["runs"]) else [], key=lambda r: r["recipe"]["seed"])
+        if anchors:
+            rho_probe = _spearman(anchors, "group_scores")
+            rho_fisher = _spearman(anchors, "fisher_predicted")
+            whole = [r["whole_run_wall_seconds"] for r in anchors]
+            share = [r["sensitivity_share_of_wall_time"] for r in anchors]
+            lines += ["", "Rank stability between seeds (Spearman over the 2 x layers groups, every pair of seeds): "
+                      f"measured probe loss increase {', '.join(f'{x:.2f}' for x in rho_probe) or 'n/a'}; Fisher-predicted "
+                      f"probe loss (what the allocation ranks units by, before calibration) {', '.join(f'{x:.2f}' for x in rho_fisher) or 'n/a'}.",
+                      f"Sensitivity analysis share of a whole default run's wall time: {', '.join(f'{s:.1%}' for s in share)} "
+                      f"(whole runs {', '.join(f'{w / 60:.1f}' for w in whole)} min; sensitivity "
+                      f"{', '.join(str(r['sensitivity']['seconds']) for r in anchors)} s on {anchors[0]['sensitivity']['calibration_rows']} "
+                      f"calibration rows, {anchors[0]['threads']} threads)."]
+        compute = sum(r["wall_seconds"]["total"] for rs in t["runs"].values() for r in rs)
+        lines += [f"Compute for this task: {compute / 60:.1f} min of compress runs on this 2-core machine.", "",
+                  "Commands (one per run; the JSON of each run has its own):", ""]
+        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), -kv[0][1])):
+            lines.append(f"- `{runs[0]['command']}` (seeds {', '.join(str(r['recipe']['seed']) for r in runs)})")
+        lines.append("")
+    PAGE.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=list(TASKS), default="rt-polarity")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--budgets", nargs="+", type=float, default=[0.5, 0.3])
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"])
+    ap.add_argument("--workdir", type=Path, default=ROOT.parent / "runs" / "accuracy", help="run folders (not committed)")
+    ap.add_argument("--summary", action="store_true", help="only rebuild the page from results/accuracy/")
+    args = ap.parse_args()
+    if not args.summary:
+        train(args)
+    summary()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Pins the method itself: importance, sensitivity and allocation point the right way.
+
+Each test plants a unit or group whose importance is known by construction, so flipping the sign
+of the Fisher importance, of the probe score or of the calibration, or keeping the wrong end of a
+ranking, makes a test here fail.
+"""
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from sensi_edge.artifacts import GroupSensitivity, SensitivityReport
+from sensi_edge.cost import Geometry, encoder_cost, unit_cost
+from sensi_edge.errors import SensiEdgeError
+from sensi_edge.planner import Budget, Floors, build_plan, calibration, select_units
+from sensi_edge.sensitivity import analyse, calibration_loss, unit_importance
+
+from conftest import tiny_config
+
+
+def _model_and_batches(seed=0, layers=2):
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(layers=layers, heads=4, hidden=32, ffn=48)).eval()
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(1000, 5000, (16, 12), generator=g)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)})
+    return model, batches
+
+
+def _label_with_own_predictions(model, batches):
+    """Labels = the dense model's argmax, so the dense model is right and removing what it uses hurts."""
+    with torch.no_grad():
+        for b in batches:
+            b["labels"] = model(**b).logits.argmax(-1)
+    return batches
+
+
+def test_a_planted_head_and_neuron_rank_first_and_are_kept():
+    model, batches = _model_and_batches()
+    with torch.no_grad():
+        o = model.bert.encoder.layer[0].attention.output.dense.weight  # columns = head outputs
+        for h in (0, 1, 3):
+            o[:, h * 8:(h + 1) * 8] = 0  # heads 0, 1, 3 of layer 0 no longer reach the residual stream
+        o[:, 16:24] *= 3
+        out = model.bert.encoder.layer[1].output.dense.weight  # columns = FFN neurons
+        keep = out[:, 5].clone() * 3
+        out.zero_()
+        out[:, 5] = keep  # only neuron 5 of layer 1 does anything
+    batches = _label_with_own_predictions(model, batches)
+    heads, neurons = unit_importance(model, batches)
+    assert int(np.argmax(heads[0])) == 2 and heads[0][2] > 0 and heads[0][[0, 1, 3]].max() == 0
+    assert int(np.argmax(neurons[1])) == 5 and neurons[1][5] > 0 and np.delete(neurons[1], 5).max() == 0
+    report = analyse(model, batches, probe_density=0.5)
+    plan = build_plan(report, Budget("params", 0.3), floors=Floors(0.25, 0.05))
+    assert 2 in plan.keep_heads[0] and 5 in plan.keep_neurons[1]
+
+
+def test_probe_scores_rise_with_what_a_group_carries():
+    """A group that contributes nothing scores ~0; an amplified one scores clearly above it."""
+    model, batches = _model_and_batches(seed=1)
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.weight.zero_()  # layer 0's FFN adds only its bias
+        model.bert.encoder.layer[1].output.dense.weight.mul_(4.0)  # layer 1's FFN dominates
+    batches = _label_with_own_predictions(model, batches)
+    dense_loss, _ = calibration_loss(model, batches)
+    report = analyse(model, batches, probe_density=0.25)
+    scores = report.scores()
+    assert abs(scores[(0, "ffn")]) < 1e-6
+    assert scores[(1, "ffn")] > 0.005 and scores[(1, "ffn")] > 100 * abs(scores[(0, "ffn")])
+    assert report.dense_loss == pytest.approx(dense_loss)
+    g = next(g for g in report.groups if (g.layer, g.kind) == (1, "ffn"))
+    assert g.loss == pytest.approx(dense_loss + g.score)
+
+
+def _report(geometry, head_imp, neuron_imp, scores, density=0.5):
+    return SensitivityReport(
+        method="probe", probe_density=density, geometry=geometry, dense_loss=0.5, dense_metric=80.0,
+        groups=tuple(GroupSensitivity(i, k, scores[(i, k)]) for i in range(geometry.num_layers) for k in ("attention", "ffn")),
+        head_importance=tuple(tuple(float(x) for x in a) for a in head_imp),
+        neuron_importance=tuple(tuple(float(x) for x in a) for a in neuron_imp),
+        calibration_rows=64, seconds=0.0)
+
+
+G = Geometry(hidden=64, head_dim=16, heads=(4, 4, 4), ffn=(64, 64, 64))
+
+
+def test_calibration_moves_budget_towards_the_group_whose_probe_hurt_more():
+    rnd = np.random.default_rng(0)
+    head_imp = [16 * (rnd.random(4) + 1) for _ in range(3)]  # a probe removes as much Fisher mass as an FFN probe
+    neuron_imp = [rnd.random(64) + 1] * 3  # identical Fisher numbers in every FFN group
+    scores = {(i, k): 0.01 for i in range(3) for k in ("attention", "ffn")}
+    scores[(2, "ffn")] = 0.05  # ... but the probe of layer 2's FFN measured 5x the loss of the others
+    report = _report(G, head_imp, neuron_imp, scores)
+    c = calibration(report)
+    assert c[(2, "ffn")] == pytest.approx(5 * c[(0, "ffn")])
+    plan = build_plan(report, Budget("params", 0.3), floors=Floors(0, 0))
+    ffn = plan.trimmed.ffn
+    assert ffn[2] > ffn[0] and ffn[2] > ffn[1]
+    # the same report ranked the other way keeps less of it
+    scores[(2, "ffn")] = 0.002
+    flipped = build_plan(_report(G, head_imp, neuron_imp, scores), Budget("params", 0.3), floors=Floors(0, 0))
+    assert flipped.trimmed.ffn[2] < ffn[2] and flipped.trimmed.ffn[2] < flipped.trimmed.ffn[0]
+
+
+def test_calibration_clips_a_noisy_probe():
+    rnd = np.random.default_rng(1)
+    scores = {(i, k): 0.01 for i in range(3) for k in ("attention", "ffn")}
+    scores[(0, "attention")] = -0.2  # a probe that 'improved' the loss: noise, not a free lunch
+    scores[(1, "attention")] = 50.0
+    report = _report(G, [rnd.random(4) + 1 for _ in range(3)], [rnd.random(64) + 1 for _ in range(3)], scores)
+    c = calibration(report)
+    positive = sorted(v for v in c.values())
+    med = np.median([c[(i, k)] for i in range(3) for k in ("attention", "ffn") if (i, k) not in ((0, "attention"), (1, "attention"))])
+    assert min(positive) > 0 and max(positive) / min(positive) <= 64 + 1e-6
+    assert c[(1, "attention")] <= 8 * med * 1.5
+
+
+@pytest.mark.parametrize("allocation", ["calibrated", "rank"])
+@pytest.mark.parametrize("fraction", [0.2, 0.3, 0.5, 0.7])
+def test_plans_meet_floors_and_budget_within_one_unit(allocation, fraction):
+    minilm = Geometry(hidden=384, head_dim=32, heads=(12,) * 6, ffn=(1536,) * 6)
+    for seed in range(3):
+        rnd = np.random.default_rng(seed)
+        r = random.Random(seed)
+        scores = {(i, k): r.random() * 0.02 - 0.002 for i in range(6) for k in ("attention", "ffn")}
+        report = _report(minilm, [rnd.random(12) ** 4 for _ in range(6)], [rnd.random(1536) ** 4 for _ in range(6)], scores)
+        floors = Floors(0.15, 0.1)
+        budget = Budget("params", fraction)
+        plan = build_plan(report, budget, floors=floors, allocation=allocation)
+        assert min(plan.trimmed.heads) >= 2 and min(plan.trimmed.ffn) >= 154
+        cost, target = encoder_cost(plan.trimmed, "params", 128), budget.target(minilm)
+        assert cost <= target
+        addable = [unit_cost(minilm, k, "params", 128) for k, sizes, full in
+                   (("attention", plan.trimmed.heads, 12), ("ffn", plan.trimmed.ffn, 1536)) if min(sizes) < full]
+        assert not addable or target - cost < min(addable)
+        # inside every group the kept units are the most important ones
+        for i in range(6):
+            imp = np.asarray(report.neuron_importance[i])
+            kept = list(plan.keep_neurons[i])
+            if 0 < len(kept) < 1536:
+                assert imp[kept].min() >= np.delete(imp, kept).max()
+
+
+def test_floors_above_the_budget_are_refused():
+    minilm = Geometry(hidden=384, head_dim=32, heads=(12,) * 6, ffn=(1536,) * 6)
+    with pytest.raises(SensiEdgeError, match="floors .* lower --floor-heads"):
+        select_units(minilm, [np.ones(12)] * 6, [np.ones(1536)] * 6, Budget("params", 0.2), floors=Floors(0.5, 0.5))
+    with pytest.raises(SensiEdgeError, match="--floor-heads must be in"):
+        Floors(1.5, 0.1)
+    assert Floors.for_task("qa").heads > Floors.for_task("classification").heads
+    assert Floors.for_task("classification", heads=0.0).counts(minilm)[(0, "attention")] == 0
+
+
+def test_distill_loss_is_zero_for_the_teacher_and_ignores_padding():
+    from types import SimpleNamespace
+
+    from sensi_edge.finetune import distill_loss
+
+    t = SimpleNamespace(logits=torch.tensor([[2.0, -1.0], [0.0, 1.0]]))
+    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-7)
+    s = SimpleNamespace(logits=torch.tensor([[-1.0, 2.0], [0.0, 1.0]]))
+    assert float(distill_loss(s, t)) > 0.1
+    start = torch.tensor([[1.0, 3.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0, 0]])
+    qa_t = SimpleNamespace(logits=None, start_logits=start, end_logits=start)
+    qa_s = SimpleNamespace(logits=None, start_logits=start + torch.tensor([[0.0, 0.0, 9.0, -9.0]]),
+                           end_logits=start + torch.tensor([[0.0, 0.0, -5.0, 5.0]]))
+    assert float(distill_loss(qa_s, qa_t, mask)) == pytest.approx(0.0, abs=1e-6)  # differences only at pads
+    assert float(distill_loss(qa_s, qa_t, None)) > 0.1
