@@ -1,7 +1,7 @@
 """Accuracy at budget: the sensitivity method against its dense model, over seeds, with ablations.
 
     python -m benchmarks.accuracy_at_budget --task rt-polarity [--seeds 1 2 3] [--budgets 0.5 0.3]
-        [--variants default distill one-fine-tune first-version] [--summary]
+        [--variants default distill one-fine-tune first-version kwon] [--summary]
 
 Variants (all MiniLM, the task's recipe below, the same training / calibration / validation rows per seed):
 - ``default``        compress as shipped: the fine-tuned dense model is analysed and trimmed from,
@@ -11,6 +11,8 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
                      one fine-tune's cost; scored against the same seed's dense model from ``default``.
 - ``first-version``  the method as it was before issue 12: trimmed from the warm-up model, rank
                      allocation, no floors (same 1,024 calibration rows, so the training rows match).
+- ``kwon``           the peer: Kwon et al. 2022's retraining-free pipeline in full (``--method fisher-mask``:
+                     mask search, rearrangement, mask tuning) on the same dense model, no fine-tuning.
 
 Per seed, the ``default`` run at the first budget keeps its dense model and sensitivity analysis and
 every other run of that seed reuses what it would compute identically (``--reuse``); ``one-fine-tune``
@@ -48,9 +50,10 @@ VARIANTS = {
     "distill": {"distill": True},
     "one-fine-tune": {"baseline": False},
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
+    "kwon": {"method": "fisher-mask"},
 }
 FLAGS = {"default": "", "distill": " --distill", "one-fine-tune": " --no-baseline",
-         "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0"}
+         "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask"}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
@@ -97,7 +100,7 @@ def train(args) -> None:
                 is_warm_anchor = variant == "one-fine-tune" and budget == first
                 if is_anchor or is_warm_anchor:
                     reuse = None
-                elif variant in ("default", "distill"):
+                elif variant in ("default", "distill", "kwon"):
                     reuse = anchor
                 else:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None
