@@ -225,7 +225,10 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     val_rows = _subsample(val, cfg.max_eval_samples, cfg.recipe.seed)
     train_enc = ev.train_features(train_rows)
     val_prep = ev.prepare(val_rows)
-    calib = batches(ev.train_features(calib_rows), tokenizer, cfg.recipe.batch_size)
+    calib_enc = ev.train_features(calib_rows)
+    # batched by length: far less padding, so the probes (one pass over these rows per group) cost less
+    calib_enc = calib_enc.select(sorted(range(len(calib_enc)), key=lambda i: len(calib_enc[i]["input_ids"])))
+    calib = batches(calib_enc, tokenizer, cfg.recipe.batch_size)
     steps_per_epoch = -(-len(train_enc) // cfg.recipe.batch_size)
     recipe_steps = int(round(steps_per_epoch * cfg.recipe.epochs))
     log(f"task {task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration rows "
