@@ -52,6 +52,7 @@ VARIANTS = {
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
     "kwon": {"method": "fisher-mask"},
 }
+ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask"}
 
@@ -158,7 +159,7 @@ def summary() -> None:
                   f"Dense: {dm:.2f} +- {ds:.2f} ({', '.join(f'seed {s}: {v:.2f}' for s, v in zip(seeds, dense))}).", "",
                   f"| variant | budget | {m} mean +- std | delta vs dense | per seed | target (issue 12) | encoder kept | heads kept of {sum(next(iter(t['runs'].values()))[0]['plan']['dense_heads'])} |",
                   "|---|---|---|---|---|---|---|---|"]
-        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), -kv[0][1])):
+        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (ORDER.index(kv[0][0]), -kv[0][1])):
             runs = sorted(runs, key=lambda r: r["recipe"]["seed"])
             vals = [r["compressed"][m] for r in runs]
             mean, sd = _mean_std(vals)
@@ -190,7 +191,7 @@ def summary() -> None:
         compute = sum(r["wall_seconds"]["total"] for rs in t["runs"].values() for r in rs)
         lines += [f"Compute for this task: {compute / 60:.1f} min of compress runs on this 2-core machine.", "",
                   "Commands (one per run; the JSON of each run has its own):", ""]
-        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), -kv[0][1])):
+        for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (ORDER.index(kv[0][0]), -kv[0][1])):
             lines.append(f"- `{runs[0]['command']}` (seeds {', '.join(str(r['recipe']['seed']) for r in runs)})")
         lines.append("")
     PAGE.write_text("\n".join(lines))
