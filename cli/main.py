@@ -62,10 +62,8 @@ def compress(
 
     if sensitivity not in ("probe", "fisher"):
         _fail(f"unknown --sensitivity {sensitivity!r}: use probe or fisher")
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--learning-rate", learning_rate),
-                        ("--calibration-samples", calibration_samples)):
-        if value <= 0:
-            _fail(f"{name} must be > 0, got {value}")
+    if calibration_samples <= 0:  # epochs, learning rate, batch size, seed: checked by the library (Recipe.check)
+        _fail(f"--calibration-samples must be > 0, got {calibration_samples}")
     for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples)):
         if value is not None and value <= 0:
             _fail(f"{name} must be > 0, got {value}")

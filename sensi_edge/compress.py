@@ -138,7 +138,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     # ---- validate everything before writing anything -------------------------------------
     output = Path(cfg.output).expanduser().resolve()
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
-    seq_len = cfg.max_seq_length or task.default_seq_length
+    cfg.recipe.check()
+    seq_len = task.default_seq_length if cfg.max_seq_length is None else cfg.max_seq_length
+    if seq_len < 8 or seq_len > 512:
+        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
     budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
     if cfg.baseline and cfg.warmup_fraction is not None:
         raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the baseline "
@@ -154,8 +157,6 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                                  ("--warmup-fraction", cfg.effective_warmup_fraction or 0.1, True)):
         if not ((0 < value) if lo_open else (0 <= value)) or value > 1:
             raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
-    if seq_len < 8 or seq_len > 512:
-        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
     from .baselines import METHODS
 
     if cfg.method not in METHODS:
@@ -317,7 +318,7 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
         trimmed = apply_plan(model, plan)
         probe = {k: v for k, v in calib[0].items() if k not in ("labels", "start_positions", "end_positions")}
         diff = parity(model, trimmed, plan, probe)
-        if diff > 1e-4:
+        if not diff <= 1e-4:  # also catches NaN
             raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
         _save_model_atomic(trimmed, tokenizer, model_dir)
         write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})

@@ -38,6 +38,19 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> None:
+        """Refuse values that would train nothing or diverge, before anything is written (NaN fails every test)."""
+        from .errors import SensiEdgeError
+
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise SensiEdgeError(f"--epochs must be a number > 0, got {self.epochs}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 1):
+            raise SensiEdgeError(f"--learning-rate must be in (0, 1), got {self.learning_rate:g} (a typo for 5e-5?)")
+        if self.batch_size < 1:
+            raise SensiEdgeError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise SensiEdgeError(f"--seed must be in [0, 2^32), got {self.seed}")
+
 
 class TrimSchedule:
     """Masks for step t: the plan's removed units go in order of rising importance over a ramp.
@@ -176,4 +189,9 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     trainer = _DistillTrainer(**kwargs, teacher=teacher) if teacher is not None else Trainer(**kwargs)
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
+    if not math.isfinite(result.training_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
+        from .errors import SensiEdgeError
+
+        raise SensiEdgeError(f"fine-tuning diverged (train loss {result.training_loss}, non-finite weights); lower "
+                             f"--learning-rate (now {recipe.learning_rate:g}) and rerun without --resume")
     return model, handle, {"steps": result.global_step, "train_loss": result.training_loss, "resumed_from": last}

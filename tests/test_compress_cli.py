@@ -256,3 +256,40 @@ def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_mode
         res = CliRunner().invoke(app, args + extra)
         assert res.exit_code == 2 and message in res.stderr, (extra, res.stderr)
         assert not any(tmp_path.glob("out*")), extra
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--learning-rate", "5e5"], "--learning-rate must be in (0, 1)"),
+    (["--epochs", "nan"], "--epochs must be a number > 0"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32)"),
+    (["--max-seq-length", "0"], "--max-seq-length must be in [8, 512]"),
+    (["--floor-heads", "1.5"], "--floor-heads must be in [0, 1]"),
+    (["--allocation", "magic"], "unknown --allocation 'magic'"),
+    (["--distill", "--no-baseline"], "--distill learns from the fine-tuned dense model"),
+])
+def test_numbers_that_would_train_nothing_or_diverge_are_refused(tiny_model_dir, tiny_sst2_dir, tmp_path, flags, message):
+    res = CliRunner().invoke(app, ["compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data",
+                                   str(tiny_sst2_dir), "--output", str(tmp_path / "out"), *flags])
+    assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_a_diverged_fine_tune_is_an_error_not_a_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from sensi_edge.data import load_task_data
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.finetune import finetune
+    from sensi_edge.loading import load_for_task
+    from sensi_edge.task_eval import evaluator_for
+    from sensi_edge.tasks import get_task
+
+    train, _, task = load_task_data(str(tiny_sst2_dir), get_task("sst2"))
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    _, model = load_for_task(str(tiny_model_dir), task)
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.weight[0, 0] = float("nan")  # what a diverged step leaves
+    with pytest.raises(SensiEdgeError, match="fine-tuning diverged"):
+        finetune(model, tok, evaluator_for(task, tok, 32, 16).train_features(train), Recipe(epochs=1, batch_size=16),
+                 tmp_path / "ckpt")
