@@ -13,8 +13,10 @@ Three steps on the fine-tuned dense model and the calibration rows, no fine-tuni
 3. **Mask tuning** (``tune_masks``): layer by layer, sublayer by sublayer (attention output, FFN
    output), the kept units' mask values become real numbers chosen by least squares so that the
    pruned sublayer's output reproduces the dense one on the calibration tokens (the pruned model's own
-   inputs, so earlier layers' errors are corrected too). The values are folded into the output
-   projections' columns (``fold``), so removal and export stay unchanged.
+   inputs, so earlier layers' errors are corrected too), damped towards the binary mask and kept
+   only where they lower the loss on held-out calibration batches (see ``tune_masks`` for why).
+   The values are folded into the output projections' columns (``fold``), so removal and export
+   stay unchanged.
 
 Our implementation; the paper's own code was not consulted (see the README for what may differ:
 the search here counts parameters or FLOPs with our cost model, and least squares has a small ridge).
@@ -145,9 +147,20 @@ def _sublayer_input(model, point, batch, masks: MaskSet | None):
 
 
 @torch.no_grad()
-def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-4) -> tuple[MaskSet, list[dict]]:
-    """Step 3: real-valued masks for the kept units (0 for removed ones) and, per sublayer, the squared
-    reconstruction error of the binary mask and of the tuned one on the calibration tokens."""
+def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-2) -> tuple[MaskSet, list[dict]]:
+    """Step 3: real-valued masks for the kept units (0 for removed ones) and a log per sublayer.
+
+    The least squares is fitted on every other calibration batch, damped towards the binary mask
+    (``ridge`` x mean diagonal x ||m - 1||^2), and a sublayer's tuned values are kept only if they
+    lower the task loss on the other half of the calibration batches. Why: measured on rt-polarity
+    (MiniLM, seed 1, budget 0.5), undamped tuning that only had to lower its own reconstruction error
+    drove late-layer neuron masks to -15..+27 and cut validation accuracy from 80.2 (binary mask) to
+    78.1, and to the majority class at 0.3. (Kwon et al. use unlabelled rows; the acceptance check uses
+    the labels our calibration rows have.)
+    """
+    from .sensitivity import calibration_loss
+
+    fit, check = calib[0::2], (calib[1::2] or calib)
     adapter = adapter_for(model)
     model.eval()
     g = plan.dense
@@ -167,7 +180,7 @@ def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-4) ->
             gram = torch.zeros(k, k, dtype=torch.float64)
             rhs = torch.zeros(k, dtype=torch.float64)
             tt = 0.0
-            for batch in calib:
+            for batch in fit:
                 valid = batch["attention_mask"].bool().reshape(-1)
                 dense_x = _sublayer_input(model, point, batch, None).double().reshape(-1, w.shape[1])[valid]
                 pruned_x = _sublayer_input(model, point, batch, masks).double().reshape(-1, w.shape[1])[valid]
@@ -185,17 +198,21 @@ def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-4) ->
                 tt += float((target * target).sum())
             ones = torch.ones(k, dtype=torch.float64)
             lam = ridge * float(torch.diagonal(gram).mean()) if k else 0.0
-            m = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64), rhs)
+            m = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64), rhs + lam * ones)
 
             def err(v):
                 return float(v @ gram @ v - 2 * rhs @ v) + tt
 
             before, after = err(ones), err(m)
-            if not np.isfinite(after) or after > before:  # never make a sublayer worse than the binary mask
-                m, after = ones, before
-            target_masks = masks.heads if kind == "attention" else masks.neurons
-            target_masks[layer_idx][keep] = m.to(target_masks[layer_idx].dtype)
+            target_masks = (masks.heads if kind == "attention" else masks.neurons)[layer_idx]
+            loss_binary = calibration_loss(model, check, masks)[0]
+            target_masks[keep] = m.to(target_masks.dtype)
+            loss_tuned = calibration_loss(model, check, masks)[0] if np.isfinite(after) else float("inf")
+            accepted = after <= before and loss_tuned <= loss_binary
+            if not accepted:  # never make a sublayer worse than the binary mask
+                target_masks[keep] = 1.0
             log.append({"layer": layer_idx, "kind": kind, "kept": k, "error_binary": before, "error_tuned": after,
+                        "check_loss_binary": loss_binary, "check_loss_tuned": loss_tuned, "accepted": bool(accepted),
                         "mask_min": float(m.min()), "mask_max": float(m.max())})
     return masks, log
 

@@ -55,6 +55,12 @@ def test_mask_tuning_reconstructs_better_and_folds_exactly():
     tuned, log = tune_masks(model, plan, batches)
     assert log and all(e["error_tuned"] <= e["error_binary"] + 1e-9 for e in log)
     assert any(e["error_tuned"] < 0.95 * e["error_binary"] for e in log)
+    for e in log:  # tuned values stay only where they lowered the held-out calibration loss
+        values = (tuned.heads if e["kind"] == "attention" else tuned.neurons)[e["layer"]]
+        kept = list((plan.keep_heads if e["kind"] == "attention" else plan.keep_neurons)[e["layer"]])
+        assert e["accepted"] == (e["check_loss_tuned"] <= e["check_loss_binary"])
+        if not e["accepted"]:
+            assert torch.all(values[kept] == 1)
     probe = {k: v for k, v in batches[0].items() if k != "labels"}
     with torch.no_grad():
         dense = model(**probe).logits
