@@ -32,6 +32,8 @@ from pathlib import Path
 from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.finetune import Recipe
 
+from .sweep_methods import _mean_spread
+
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "accuracy"
 PAGE = ROOT / "results" / "accuracy_at_budget.md"
@@ -112,10 +114,6 @@ def train(args) -> None:
                 summary()
 
 
-def _mean_std(xs):
-    return statistics.mean(xs), (statistics.pstdev(xs) if len(xs) > 1 else 0.0)
-
-
 def _spearman(reports: list[dict], key: str) -> list[float]:
     """Spearman correlation of per-group numbers between every pair of seeds."""
     from itertools import combinations
@@ -154,7 +152,7 @@ def summary() -> None:
         spec = TASKS[name]
         seeds = sorted(t["dense"])
         dense = [t["dense"][s][m] for s in seeds]
-        dm, ds = _mean_std(dense) if dense else (float("nan"), 0.0)
+        dm, ds = _mean_spread(dense) if dense else (float("nan"), 0.0)
         lines += [f"## {name} ({spec['task']}; {spec['max_train_samples'] or 'all'} train rows, {spec['epochs']:g} epochs)", "",
                   f"Dense: {dm:.2f} +- {ds:.2f} ({', '.join(f'seed {s}: {v:.2f}' for s, v in zip(seeds, dense))}).", "",
                   f"| variant | budget | {m} mean +- std | delta vs dense | per seed | target (issue 12) | encoder kept | heads kept of {sum(next(iter(t['runs'].values()))[0]['plan']['dense_heads'])} |",
@@ -162,7 +160,7 @@ def summary() -> None:
         for (variant, budget), runs in sorted(t["runs"].items(), key=lambda kv: (ORDER.index(kv[0][0]), -kv[0][1])):
             runs = sorted(runs, key=lambda r: r["recipe"]["seed"])
             vals = [r["compressed"][m] for r in runs]
-            mean, sd = _mean_std(vals)
+            mean, sd = _mean_spread(vals)
             ref = [t["dense"][r["recipe"]["seed"]][m] for r in runs if r["recipe"]["seed"] in t["dense"]]
             delta = mean - statistics.mean(ref) if len(ref) == len(runs) else None
             target = spec["targets"].get(budget)

@@ -153,8 +153,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     if cfg.calibration_samples <= 0:
         raise SensiEdgeError(f"--calibration-samples must be > 0, got {cfg.calibration_samples}")
     Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
-    for name, value, lo_open in (("--probe-density", cfg.probe_density, True), ("--ramp", cfg.ramp, False),
-                                 ("--warmup-fraction", cfg.effective_warmup_fraction or 0.1, True)):
+    checks = [("--probe-density", cfg.probe_density, True), ("--ramp", cfg.ramp, False)]
+    if cfg.warmup_fraction is not None:
+        checks.append(("--warmup-fraction", cfg.warmup_fraction, True))
+    for name, value, lo_open in checks:
         if not ((0 < value) if lo_open else (0 <= value)) or value > 1:
             raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
     from .baselines import METHODS
@@ -206,7 +208,7 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     from .finetune import TrimSchedule, finetune
     from .loading import load_for_task
     from .planner import Floors
-    from .runners import TorchRunner
+    from .runners import INPUT_NAMES, TorchRunner
     from .sensitivity import analyse, plot_heatmap
     from .surgery import apply_plan, parity
     from .task_eval import evaluator_for
@@ -316,7 +318,7 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
             handle.remove()
         model = model.cpu().eval()
         trimmed = apply_plan(model, plan)
-        probe = {k: v for k, v in calib[0].items() if k not in ("labels", "start_positions", "end_positions")}
+        probe = {k: v for k, v in calib[0].items() if k in INPUT_NAMES}
         diff = parity(model, trimmed, plan, probe)
         if not diff <= 1e-4:  # also catches NaN
             raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
@@ -428,12 +430,9 @@ def count_saved_params(model_dir: Path) -> dict[str, int]:
 def fisher_predicted(sens) -> dict[str, float]:
     """Per group, the Fisher estimate of its probe's loss increase (the quantity the probes calibrate);
     its ranking is what the sweep page's seed-to-seed rank stability is computed on."""
-    from .planner import probe_removed
+    from .planner import fisher_predicted as predicted
 
-    imp = {"attention": sens.head_importance, "ffn": sens.neuron_importance}
-    return {f"L{g.layer}.{g.kind}": float(sum(imp[g.kind][g.layer][u] for u in
-                                              probe_removed(imp[g.kind][g.layer], sens.probe_density)))
-            for g in sens.groups}
+    return {f"L{layer}.{kind}": v for (layer, kind), v in predicted(sens).items()}
 
 
 def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,

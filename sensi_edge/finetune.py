@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .artifacts import TrimPlan
 from .masking import MaskSet, attach
+from .runners import INPUT_NAMES
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,7 @@ class _DistillTrainer(Trainer):
         if next(self.teacher.parameters()).device != out.loss.device:
             self.teacher.to(out.loss.device)
         with torch.no_grad():
-            teacher_out = self.teacher(**{k: v for k, v in inputs.items()
-                                          if k not in ("labels", "start_positions", "end_positions")})
+            teacher_out = self.teacher(**{k: v for k, v in inputs.items() if k in INPUT_NAMES})
         loss = DISTILL_ALPHA * out.loss + (1 - DISTILL_ALPHA) * distill_loss(out, teacher_out, inputs.get("attention_mask"))
         return (loss, out) if return_outputs else loss
 

@@ -182,10 +182,11 @@ def select_units(dense: Geometry, head_scores, neuron_scores, budget: Budget, pe
     keep_h = [top_units(s, floor[(i, "attention")]) for i, s in enumerate(head_scores)]
     keep_n = [top_units(s, floor[(i, "ffn")]) for i, s in enumerate(neuron_scores)]
     spent = encoder_cost(dense.with_sizes([len(k) for k in keep_h], [len(k) for k in keep_n]), budget.kind, budget.seq_len)
+    floor_h, floor_n = [set(k) for k in keep_h], [set(k) for k in keep_n]
     units = [(float(s) / hd, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)
-             if u not in keep_h[layer]]
+             if u not in floor_h[layer]]
     units += [(float(s) / nd, n_cost, "n", layer, u) for layer, ss in enumerate(neuron_scores) for u, s in enumerate(ss)
-              if u not in keep_n[layer]]
+              if u not in floor_n[layer]]
     units.sort(key=lambda t: (-t[0], t[2], t[3], t[4]))
     for _, cost, kind, layer, u in units:
         if spent + cost <= target:
@@ -203,19 +204,23 @@ def probe_removed(importance, density: float) -> list[int]:
     return [u for u in range(len(importance)) if u not in kept]
 
 
+def fisher_predicted(report) -> dict[tuple[int, str], float]:
+    """Per group, the Fisher-predicted loss increase of its probe: the summed importance of the units it removes."""
+    imp = {"attention": report.head_importance, "ffn": report.neuron_importance}
+    return {(g.layer, g.kind): float(sum(imp[g.kind][g.layer][u] for u in
+                                         probe_removed(imp[g.kind][g.layer], report.probe_density)))
+            for g in report.groups}
+
+
 def calibration(report) -> dict[tuple[int, str], float]:
     """c_g = measured probe loss increase / Fisher-predicted increase of the same probe, clipped around the median.
 
     A group whose probe removed nothing (empty, or density 1) or whose Fisher prediction is 0 gets the
     median. A probe that measured a decrease (noise, or a unit that hurt) gets the lower clip.
     """
-    raw = {}
-    imp = {"attention": report.head_importance, "ffn": report.neuron_importance}
-    for g in report.groups:
-        units = imp[g.kind][g.layer]
-        predicted = sum(units[u] for u in probe_removed(units, report.probe_density))
-        if predicted > 0:
-            raw[(g.layer, g.kind)] = g.score / predicted
+    predicted = fisher_predicted(report)
+    raw = {(g.layer, g.kind): g.score / predicted[(g.layer, g.kind)] for g in report.groups
+           if predicted[(g.layer, g.kind)] > 0}
     positive = sorted(v for v in raw.values() if v > 0)
     if not positive:  # no probe measured any loss: trust the Fisher numbers as they are
         return {(g.layer, g.kind): 1.0 for g in report.groups}

@@ -29,22 +29,30 @@ def _to(batch, device):
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def unit_importance(model, calib: list[dict]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-head and per-neuron Fisher importance on the calibration batches."""
+def mask_gradients(model, calib: list[dict], desc: str = "unit importance"):
+    """Per calibration batch, the gradient of the batch loss w.r.t. every layer's head and neuron masks:
+    a list [heads of layer 0, ..., neurons of layer 0, ...] of float64 arrays (empty groups: zeros).
+    Unit importance sums their squares; Kwon's rearrangement (kwon.fisher_blocks) their outer products."""
     geometry = adapter_for(model).geometry(model)
     masks = MaskSet.ones(geometry, requires_grad=True)
-    heads = [np.zeros(h) for h in geometry.heads]
-    neurons = [np.zeros(f) for f in geometry.ffn]
     device = next(model.parameters()).device
     model.eval()  # no dropout: importance of the model as it will be evaluated
     with attach(model, masks):
-        for batch in track(calib, "unit importance"):
+        for batch in track(calib, desc):
             loss = model(**_to(batch, device)).loss
             grads = torch.autograd.grad(loss, masks.heads + masks.neurons, allow_unused=True)
-            for acc, g in zip(heads + neurons, grads):
-                if g is not None:
-                    acc += g.detach().cpu().numpy() ** 2
-    return heads, neurons
+            yield [np.zeros(m.shape[0]) if g is None else g.detach().double().cpu().numpy()
+                   for m, g in zip(masks.heads + masks.neurons, grads)]
+
+
+def unit_importance(model, calib: list[dict]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-head and per-neuron Fisher importance on the calibration batches."""
+    geometry = adapter_for(model).geometry(model)
+    acc = [np.zeros(h) for h in geometry.heads] + [np.zeros(f) for f in geometry.ffn]
+    for grads in mask_gradients(model, calib):
+        for a, g in zip(acc, grads):
+            a += g ** 2
+    return acc[:geometry.num_layers], acc[geometry.num_layers:]
 
 
 @torch.no_grad()

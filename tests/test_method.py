@@ -171,3 +171,25 @@ def test_distill_loss_is_zero_for_the_teacher_and_ignores_padding():
                            end_logits=start + torch.tensor([[0.0, 0.0, -5.0, 5.0]]))
     assert float(distill_loss(qa_s, qa_t, mask)) == pytest.approx(0.0, abs=1e-6)  # differences only at pads
     assert float(distill_loss(qa_s, qa_t, None)) > 0.1
+
+
+def test_distillation_trainer_adds_the_teacher_term(tmp_path):
+    """The trimmed fine-tune's loss is 0.5 task loss + 0.5 KL to the teacher: a teacher equal to the student
+    adds nothing, a different teacher adds a positive term (so a teacher that is ignored fails here)."""
+    import copy
+
+    from transformers import TrainingArguments
+
+    from sensi_edge.finetune import DISTILL_ALPHA, _DistillTrainer
+
+    model, batches = _model_and_batches(seed=4)
+    inputs = _label_with_own_predictions(model, batches)[0]
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    with torch.no_grad():
+        task_loss = float(model(**inputs).loss)
+        same = float(_DistillTrainer(model=model, args=args, teacher=copy.deepcopy(model)).compute_loss(model, inputs))
+        other_teacher = copy.deepcopy(model)
+        other_teacher.classifier.weight.mul_(-1)  # predicts the opposite class
+        other = float(_DistillTrainer(model=model, args=args, teacher=other_teacher).compute_loss(model, inputs))
+    assert same == pytest.approx(DISTILL_ALPHA * task_loss, rel=1e-5)
+    assert other > same + 0.01
