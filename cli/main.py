@@ -20,7 +20,52 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+DEBUG_ENV = "SENSI_EDGE_DEBUG"  # set to 1 to see the traceback of any error
+
+
+def _guarded(command):
+    """Every command's errors as one line: user errors exit 2, Ctrl-C / SIGTERM 130, and anything
+    unexpected (a bug) also one line that says how to get the traceback -- never a raw traceback."""
+    import functools
+    import os
+    import signal
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from sensi_edge.compress import Interrupted
+        from sensi_edge.errors import SensiEdgeError, first_line
+
+        def terminate(signum, frame):
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, terminate)
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Interrupted as exc:
+            typer.echo(f"\nerror: {exc}", err=True)  # on a line of its own, not after a progress bar
+            raise typer.Exit(130)
+        except KeyboardInterrupt:
+            typer.echo("\nerror: interrupted; nothing was published, rerun the command", err=True)
+            raise typer.Exit(130)
+        except SensiEdgeError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(str(exc).replace("\n", " "))
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _fail(f"internal error ({type(exc).__name__}: {first_line(exc)}); this is a bug in sensi-edge: rerun "
+                  f"with {DEBUG_ENV}=1 for the traceback and report it")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return run
+
+
 @app.command()
+@_guarded
 def compress(
     task: str = typer.Option(..., help="sst2 | mnli | qnli | qqp | text-classification | squad"),
     data: str = typer.Option(..., help="folder of split files (train.jsonl, validation.jsonl ...) or hub NAME[:CONFIG]"),
@@ -57,7 +102,6 @@ def compress(
 ):
     """Rank tensors by sensitivity, trim to the budget while fine-tuning, save a really smaller model."""
     from sensi_edge.compress import CompressConfig, compress as run
-    from sensi_edge.errors import SensiEdgeError
     from sensi_edge.finetune import Recipe
 
     if sensitivity not in ("probe", "fisher"):
@@ -78,10 +122,7 @@ def compress(
         keep_intermediate=keep_intermediate, text_columns=tuple(text_column or ()),
         label_column=label_column, num_labels=num_labels,
     )
-    try:
-        result = run(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    result = run(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
     r = result.report
     m = r["metric"]
     base = f"{r['dense_baseline'][m]:.2f}" if r["dense_baseline"] else "n/a"
@@ -93,6 +134,7 @@ def compress(
 
 
 @app.command()
+@_guarded
 def export(
     model_dir: Path = typer.Argument(..., help="a compress OUT/model folder or any BERT classification checkpoint"),
     onnx: bool = typer.Option(False, "--onnx", help="export to ONNX (the only format so far; required)"),
@@ -116,7 +158,6 @@ def export(
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
 ):
     """Export fused fp32 and int8 ONNX variants and verify each against PyTorch and the task metric."""
-    from sensi_edge.errors import SensiEdgeError
     from sensi_edge.export import ExportConfig, export as run
 
     if not onnx:
@@ -131,10 +172,7 @@ def export(
                        opset=opset, preset=preset, weight_type=weight_type, per_channel=per_channel,
                        reduce_range=reduce_range,
                        threads=threads)
-    try:
-        result = run(cfg, log=lambda m: typer.echo(m, err=True))
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    result = run(cfg, log=lambda m: typer.echo(m, err=True))
     for v in result.report["variants"]:
         typer.echo(f"{v['status']:>8}  {v['name']:<13} {result.output / v['file']}")
     if result.rejected and not allow_rejected:
@@ -144,6 +182,7 @@ def export(
 
 
 @app.command()
+@_guarded
 def evaluate(
     path: Path = typer.Argument(..., help="a PyTorch model folder or an .onnx file"),
     task: str = typer.Option(...),
@@ -162,14 +201,10 @@ def evaluate(
     """Score a PyTorch folder or an ONNX file on a task split (same code path for both)."""
     import json
 
-    from sensi_edge.errors import SensiEdgeError
     from sensi_edge.scoring import evaluate_path
 
-    try:
-        r = evaluate_path(path, task, data, split, max_samples, max_seq_length, batch_size, threads, tokenizer,
-                          text_columns=list(text_column or []), label_column=label_column, num_labels=num_labels)
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    r = evaluate_path(path, task, data, split, max_samples, max_seq_length, batch_size, threads, tokenizer,
+                      text_columns=list(text_column or []), label_column=label_column, num_labels=num_labels)
     if json_out:
         typer.echo(json.dumps(r, indent=2))
     else:
@@ -178,6 +213,7 @@ def evaluate(
 
 
 @app.command()
+@_guarded
 def bench(
     models: List[Path] = typer.Argument(..., help="model folders and/or .onnx files"),
     output: Path = typer.Option(Path("bench_report.json"), help="JSON report (a .md table is written beside it)"),
@@ -192,20 +228,17 @@ def bench(
 ):
     """Latency of model folders and ONNX files, interleaved, with ratios to a baseline measured in the same run."""
     from sensi_edge.bench import BenchConfig, bench as run, render_markdown, save
-    from sensi_edge.errors import SensiEdgeError
 
     cfg = BenchConfig(models=tuple(models), baseline=baseline, auto_baseline=not no_baseline, batch=batch, seq_len=seq_len,
                       threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds)
-    try:
-        report = run(cfg, log=lambda m: typer.echo(m, err=True))
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    report = run(cfg, log=lambda m: typer.echo(m, err=True))
     save(report, output)
     typer.echo(render_markdown(report))
     typer.echo(f"report: {output}")
 
 
 @app.command()
+@_guarded
 def bundle(
     onnx_file: Path = typer.Argument(..., help="an exported .onnx file"),
     output: Path = typer.Option(..., help="bundle folder to copy to the device"),
@@ -214,28 +247,21 @@ def bundle(
 ):
     """A self-contained folder (model, tokenizer, samples, manifest, run.py) to benchmark on any board."""
     from sensi_edge.bundle import bundle as run
-    from sensi_edge.errors import SensiEdgeError
 
-    try:
-        out = run(onnx_file, output, seq_len, tuple(threads))
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    out = run(onnx_file, output, seq_len, tuple(threads))
     typer.echo(f"bundle: {out} (on the device: pip install onnxruntime numpy && python3 run.py)")
 
 
 @app.command()
+@_guarded
 def report(
     reports: List[Path] = typer.Argument(..., help="latency reports from bench or from bundles' run.py"),
     output: Path = typer.Option(Path("merged"), help="writes OUTPUT.md and OUTPUT.png"),
 ):
     """Merge latency reports from several devices and variants into one Markdown table and a plot."""
-    from sensi_edge.errors import SensiEdgeError
     from sensi_edge.report import merge
 
-    try:
-        md, png = merge(reports, output)
-    except SensiEdgeError as exc:
-        _fail(str(exc))
+    md, png = merge(reports, output)
     typer.echo(f"{md}\n{png}")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError, first_line
 from .finetune import Recipe
+from .runlock import RunLock
 
 STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
 
@@ -95,13 +96,22 @@ def _partial_dir(output: Path) -> Path:
 
 
 def check_output(output: Path, resume: bool) -> Path:
-    """The work folder to use; refuses to clobber a finished or foreign folder."""
+    """The work folder to use; refuses to clobber a finished or foreign folder, or a run still going."""
+    from .runlock import owner_of
+
     refuse_occupied(output)
     work = _partial_dir(output)
+    if work.exists() and (owner := owner_of(work)):
+        raise SensiEdgeError(f"a sensi-edge run (pid {owner}) is still working in {work}; wait for it to finish "
+                             "or stop it first")
     if work.exists() and not resume:
-        raise SensiEdgeError(f"an unfinished run is in {work}; pass --resume to continue it or delete that folder")
+        raise SensiEdgeError(f"an unfinished run is in {work}; pass --resume to continue it (same flags) or delete "
+                             "that folder")
     if resume and not work.exists():
         raise SensiEdgeError(f"--resume given but there is no unfinished run in {work}; drop --resume")
+    if work.exists() and not (work / "run.json").is_file():
+        raise SensiEdgeError(f"{work} is not an unfinished compress run (no run.json); choose another --output or "
+                             "remove it")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         probe = output.parent / f".{output.name}.write-test"
@@ -113,15 +123,52 @@ def check_output(output: Path, resume: bool) -> Path:
 
 
 class _Timer:
-    """Wall time per stage, persisted so a resumed run still reports every stage."""
+    """Wall time per stage, persisted every few seconds while a stage runs, so a run that was killed and
+    resumed still reports all the time it took (killed parts included, to within one flush)."""
+
+    FLUSH_SECONDS = 5.0
 
     def __init__(self, path: Path):
+        import threading
+
         self.path = path
         self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+        self._lock = threading.Lock()
+        self._running: tuple[str, float, float] | None = None  # stage, start, seconds before this session
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
 
-    def record(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-        write_json_atomic(self.path, self.seconds)
+    def _beat(self) -> None:
+        while not self._stop.wait(self.FLUSH_SECONDS):
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._closed:
+                return  # the folder may have been renamed or deleted: never write after close
+            if self._running is not None:
+                stage, t0, before = self._running
+                self.seconds[stage] = before + time.perf_counter() - t0
+            write_json_atomic(self.path, self.seconds)
+
+    def start(self, stage: str) -> None:
+        with self._lock:
+            self._running = (stage, time.perf_counter(), self.seconds.get(stage, 0.0))
+
+    def stop(self) -> None:
+        self._flush()
+        with self._lock:
+            self._running = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._flush()
+        self._closed = True
 
 
 def _subsample(ds, n, seed):
@@ -179,26 +226,58 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json)")
     train, val, task = load_task_data(cfg.data, task)
     work = check_output(output, resume)
-    if resume:
-        saved = json.loads((work / "run.json").read_text())
-        if saved["config"] != json.loads(json.dumps(cfg.to_dict())):
-            raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags or delete it")
-    else:
-        work.mkdir(parents=True)
+    if not resume:
+        try:
+            work.mkdir(parents=True)
+        except FileExistsError:  # another run created it since the check
+            raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
+    lock = RunLock(work).acquire()
+    timer = None
     try:
-        if not resume:
-            write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec})
+        if resume:
+            saved = json.loads((work / "run.json").read_text())
+            if saved["config"] != json.loads(json.dumps(cfg.to_dict())):
+                raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
+                                     "or delete it")
+            write_json_atomic(work / "run.json", {**saved, "sessions": saved.get("sessions", 1) + 1})
+        else:
+            write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec, "sessions": 1})
             if cfg.reuse:
                 _copy_reusable(Path(cfg.reuse), work, cfg, log)
-        return _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train, val, seq_len)
+        timer = _Timer(work / "timings.json")
+        report = _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len)
+        timer.close()
+        lock.release()
+        _publish(work, output)
+        return CompressResult(output, report)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; finished stages and checkpoints are kept in {work}: rerun the same command "
+                          "with --resume to continue") from None
     except BaseException:
-        # A run that never finished a stage leaves nothing behind; one that did stays resumable.
-        if not resume and not any((work / n).exists() for n in ("baseline.json", "warm_model", "dense_model")):
+        # A run that never finished a stage or wrote a checkpoint leaves nothing behind; one that did stays resumable.
+        if not resume and not _has_progress(work):
+            if timer is not None:
+                timer.close()
+            lock.release()
             shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        if timer is not None:
+            timer.close()
+        lock.release()
 
 
-def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train, val, seq_len) -> CompressResult:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGINT / SIGTERM during a run, with the message that says how to resume; still a
+    KeyboardInterrupt for library callers. Its folder is kept for --resume (the CLI exits 130)."""
+
+
+def _has_progress(work: Path) -> bool:
+    if any((work / n).exists() for n in ("baseline.json", "warm_model", "dense_model")):
+        return True
+    return any(p.is_dir() for p in work.glob("ckpt-*/checkpoint-*"))
+
+def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len) -> dict:
     import torch
     from transformers import AutoTokenizer
 
@@ -213,7 +292,6 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     from .surgery import apply_plan, parity
     from .task_eval import evaluator_for
 
-    timer = _Timer(work / "timings.json")
     torch.manual_seed(cfg.recipe.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_spec)
@@ -237,21 +315,21 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     log(f"task {task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration rows "
         f"(held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
 
-    def stage(name: str):
-        log(f"== {name}")
-        return time.perf_counter()
+    def stage(key: str, what: str) -> None:
+        log(f"== {key}: {what}")
+        timer.start(key)
 
     # ---- baseline --------------------------------------------------------------------------
     baseline_path = work / "baseline.json"
     if cfg.baseline and not baseline_path.exists():
-        t0 = stage("baseline: dense fine-tune with the same recipe")
+        stage("baseline", "dense fine-tune with the same recipe")
         _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
         metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
         _save_model_atomic(model, tokenizer, work / "dense_model")  # analysed, trimmed from, and the distillation teacher
         write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
         shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
-        timer.record("baseline", time.perf_counter() - t0)
+        timer.stop()
         del model
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
 
@@ -260,37 +338,37 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     if not (warm_dir / "config.json").exists():
         if cfg.baseline:
             raise SensiEdgeError(f"internal error: the baseline stage left no {warm_dir}")
-        t0 = stage("warmup: brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
+        stage("warmup", "brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
         _, model = load_for_task(model_spec, task)
         warm_steps = max(1, int(round(cfg.effective_warmup_fraction * recipe_steps)))
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
                                   max_steps=warm_steps)
         _save_model_atomic(model, tokenizer, warm_dir)
         shutil.rmtree(work / "ckpt-warmup", ignore_errors=True)
-        timer.record("warmup", time.perf_counter() - t0)
+        timer.stop()
     sens_path = work / "sensitivity.json"
     if not sens_path.exists():
-        t0 = stage(f"sensitivity: {cfg.sensitivity_method}, probe density {cfg.probe_density}")
+        stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}")
         _, model = load_for_task(str(warm_dir), task)
         if torch.cuda.is_available():
             model = model.cuda()
         report = analyse(model, calib, cfg.probe_density, cfg.sensitivity_method)
         plot_heatmap(report, work / "sensitivity.png")
         report.save(sens_path)
-        timer.record("sensitivity", time.perf_counter() - t0)
+        timer.stop()
     sens = SensitivityReport.load(sens_path)
 
     # ---- plan --------------------------------------------------------------------------------
     plan_path = work / "plan.json"
     if not plan_path.exists():
-        t0 = stage(f"plan: {cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
+        stage("plan", f"{cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
         model = load_for_task(str(warm_dir), task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
         plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
                          floors=Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn), allocation=cfg.allocation,
                          calib=calib)
         plan = replace(plan, source={**plan.source, "method": cfg.method, "model": model_spec, "task": task.name})
         plan.save(plan_path)
-        timer.record("plan", time.perf_counter() - t0)
+        timer.stop()
     plan = TrimPlan.load(plan_path)
     log(f"plan: heads per layer {list(plan.trimmed.heads)}, FFN per layer {list(plan.trimmed.ffn)}")
 
@@ -302,13 +380,13 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
         if cfg.method == "fisher-mask":
             from .kwon import fold, tune_masks
 
-            t0 = stage("trim: least-squares mask tuning on the calibration rows, then removal (no retraining)")
+            stage("trim", "least-squares mask tuning on the calibration rows, then removal (no retraining)")
             tuned, tuning_log = tune_masks(model, plan, calib)
             fold(model, tuned)
             info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022): mask search, rearrangement, mask tuning",
                     "mask_tuning": tuning_log}
         else:
-            t0 = stage(f"trim: fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
+            stage("trim", f"fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
                        + (", distilled from the dense model" if cfg.distill else "") + ", then remove")
             schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
             teacher = load_for_task(str(work / "dense_model"), task)[1] if cfg.distill else None
@@ -325,16 +403,16 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
         _save_model_atomic(trimmed, tokenizer, model_dir)
         write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
         shutil.rmtree(work / "ckpt-trim", ignore_errors=True)
-        timer.record("trim", time.perf_counter() - t0)
+        timer.stop()
     trim_info = json.loads(trim_path.read_text())
 
     # ---- report ------------------------------------------------------------------------------
-    t0 = stage("report: reload the saved model and score it")
+    stage("report", "reload the saved model and score it")
     _, compressed = load_for_task(str(model_dir), task)
     if adapter_for(compressed).geometry(compressed) != plan.trimmed:
         raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
     metrics = ev.score(TorchRunner(compressed), val_prep).metrics
-    timer.record("report", time.perf_counter() - t0)
+    timer.stop()
     report = _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, len(train_rows),
                            n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
     write_json_atomic(work / "report.json", report)
@@ -342,10 +420,14 @@ def _run_stages(cfg, resume, log, work, output, task, budget, model_spec, train,
     if not cfg.keep_intermediate:
         shutil.rmtree(work / "warm_model", ignore_errors=True)
         shutil.rmtree(work / "dense_model", ignore_errors=True)
+    return report
+
+
+def _publish(work: Path, output: Path) -> None:
+    """The one step that makes a run visible under its final name (only complete runs are ever named OUT)."""
     if output.exists():
-        output.rmdir()  # empty (checked above)
+        output.rmdir()  # empty (checked before the run started)
     os.replace(work, output)
-    return CompressResult(output, report)
 
 
 # What each reusable stage depends on: a stage is copied only when the kept run agrees on all of it.
@@ -494,6 +576,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "whole_run_wall_seconds": round(whole_total, 1),
         "sensitivity_share_of_wall_time": round(sens_share, 4),
         "threads": __import__("torch").get_num_threads(),
+        "sessions": json.loads((Path(model_dir).parent / "run.json").read_text()).get("sessions", 1),
     }
 
 

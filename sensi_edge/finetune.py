@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .artifacts import TrimPlan
 from .masking import MaskSet, attach
@@ -170,7 +169,9 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         save_strategy="steps",
         save_steps=recipe.save_steps,
         save_total_limit=1,
-        logging_steps=50,
+        # every checkpoint step is also a logging step, so the losses before a resume point are all in the
+        # restored log history (see _whole_run_train_loss)
+        logging_steps=math.gcd(50, recipe.save_steps),
         report_to=[],
         seed=recipe.seed,
         data_seed=recipe.seed,
@@ -187,11 +188,71 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
                   callbacks=callbacks)
     trainer = _DistillTrainer(**kwargs, teacher=teacher) if teacher is not None else Trainer(**kwargs)
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=last)
-    if not math.isfinite(result.training_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
+    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
+    if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
         from .errors import SensiEdgeError
 
-        raise SensiEdgeError(f"fine-tuning diverged (train loss {result.training_loss}, non-finite weights); lower "
+        raise SensiEdgeError(f"fine-tuning diverged (train loss {train_loss}, non-finite weights); lower "
                              f"--learning-rate (now {recipe.learning_rate:g}) and rerun without --resume")
-    return model, handle, {"steps": result.global_step, "train_loss": result.training_loss, "resumed_from": last}
+    return model, handle, {"steps": result.global_step, "train_loss": train_loss,
+                           "resumed_from_step": _step_of(last) if last else None}
+
+
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def _checkpoint_is_complete(folder: Path) -> bool:
+    """The Trainer writes a checkpoint's weights, optimizer, scheduler and RNG state, then trainer_state.json
+    last; a kill during the write leaves a folder without it, or with a truncated file. Both are torn."""
+    import json
+    import zipfile
+
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+        weights = folder / "model.safetensors"
+        if weights.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(weights), "pt") as st:
+                st.keys()
+        elif not zipfile.is_zipfile(folder / "pytorch_model.bin"):
+            return False
+        # torch.save writes zip archives whose directory is at the end: a truncated file is not a zip
+        return all(zipfile.is_zipfile(folder / n) for n in ("optimizer.pt", "scheduler.pt"))
+    except Exception:  # missing, truncated or unparsable: torn
+        return False
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that was completely written; torn ones (a kill mid-write) are deleted, so
+    ``--resume`` continues from the one before instead of crashing on it."""
+    import shutil
+
+    found = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+                   key=_step_of, reverse=True)
+    for ckpt in found:
+        if _checkpoint_is_complete(ckpt):
+            return ckpt
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
+def _whole_run_train_loss(trainer, session_loss: float, resumed_from: Path | None) -> float:
+    """Mean training loss over all steps, also when the run was resumed.
+
+    After a resume the Trainer's ``training_loss`` is the losses summed over this session only,
+    divided by *all* steps. The steps before the checkpoint are in the restored log history (every
+    checkpoint step is a logging step), each entry the mean loss since the previous one.
+    """
+    steps = trainer.state.global_step
+    if resumed_from is None or steps == 0:
+        return session_loss
+    resume_step, before, prev = _step_of(resumed_from), 0.0, 0
+    for entry in trainer.state.log_history:
+        if "loss" in entry and entry["step"] <= resume_step:
+            before += entry["loss"] * (entry["step"] - prev)
+            prev = entry["step"]
+    return (before + session_loss * steps) / steps
