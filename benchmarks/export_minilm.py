@@ -70,7 +70,7 @@ def main() -> None:
         if Path(r["path"]).parent == dense_onnx:
             r["metric"] = None  # untrained classifier head: only size and latency are meaningful
     report["command"] = f"python -m benchmarks.export_minilm --run runs/{args.run.name}"
-    save(report, ROOT / "results" / f"latency_minilm_{name}.json")
+    save(report, ROOT / "results" / f"latency_minilm_{name}.json", overwrite=True)
     print((ROOT / "results" / f"latency_minilm_{name}.md").read_text())
 
 

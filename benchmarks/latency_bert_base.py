@@ -73,7 +73,7 @@ def main() -> None:
         r["metric"] = None  # random weights: the export's accuracy on 64 rows means nothing
     report["parity"] = {n: json.loads((o / "export_report.json").read_text())["graph_steps"] for n, o in onnx.items()}
     report["command"] = "python -m benchmarks.latency_bert_base"
-    save(report, ROOT / "results" / "latency_bert_base.json")
+    save(report, ROOT / "results" / "latency_bert_base.json", overwrite=True)
     print((ROOT / "results" / "latency_bert_base.md").read_text())
 
 

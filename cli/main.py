@@ -80,7 +80,7 @@ def compress(
     max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split"),
     max_eval_samples: Optional[int] = typer.Option(None, help="subsample the validation split"),
     max_seq_length: Optional[int] = typer.Option(None, help="[default: 128, 384 for squad]"),
-    doc_stride: int = typer.Option(128, help="squad: token overlap between windows of a long context"),
+    doc_stride: int = typer.Option(128, help="squad: token overlap between windows of a long context (capped at half of --max-seq-length)"),
     seed: int = typer.Option(42),
     calibration_samples: int = typer.Option(1024, help="held-out training rows for sensitivity analysis"),
     sensitivity: str = typer.Option("probe", help="probe (trim each group, measure loss) | fisher (gradient estimate)"),
@@ -104,13 +104,6 @@ def compress(
     from sensi_edge.compress import CompressConfig, compress as run
     from sensi_edge.finetune import Recipe
 
-    if sensitivity not in ("probe", "fisher"):
-        _fail(f"unknown --sensitivity {sensitivity!r}: use probe or fisher")
-    if calibration_samples <= 0:  # epochs, learning rate, batch size, seed: checked by the library (Recipe.check)
-        _fail(f"--calibration-samples must be > 0, got {calibration_samples}")
-    for name, value in (("--max-train-samples", max_train_samples), ("--max-eval-samples", max_eval_samples)):
-        if value is not None and value <= 0:
-            _fail(f"{name} must be > 0, got {value}")
     cfg = CompressConfig(
         task=task, data=data, output=output, model=model, budget=budget, budget_kind=budget_kind, absolute=absolute,
         recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed),
@@ -162,10 +155,6 @@ def export(
 
     if not onnx:
         _fail("pass --onnx (ONNX is the only export format)")
-    if opset < 17:
-        _fail(f"--opset must be >= 17, got {opset}")
-    if parity_rows <= 0 or calibration_rows <= 0:
-        _fail("--parity-rows and --calibration-rows must be > 0")
     cfg = ExportConfig(model_dir=model_dir, output=output, quantize=tuple(quantize), task=task, data=data, eval_split=split,
                        max_eval_samples=max_eval_samples, parity_rows=parity_rows, calibration_rows=calibration_rows,
                        max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, doc_stride=doc_stride,
@@ -225,14 +214,16 @@ def bench(
     runs: int = typer.Option(100, help="runs per variant (or --seconds, whichever comes first)"),
     seconds: float = typer.Option(10.0, help="measured seconds per variant (or --runs)"),
     warmup: int = typer.Option(10),
+    overwrite: bool = typer.Option(False, help="replace --output even if sensi-edge did not write it"),
 ):
     """Latency of model folders and ONNX files, interleaved, with ratios to a baseline measured in the same run."""
-    from sensi_edge.bench import BenchConfig, bench as run, render_markdown, save
+    from sensi_edge.bench import BenchConfig, bench as run, check_output, render_markdown, save
 
     cfg = BenchConfig(models=tuple(models), baseline=baseline, auto_baseline=not no_baseline, batch=batch, seq_len=seq_len,
                       threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds)
+    check_output(output, overwrite)  # before measuring: a measurement is never lost to an unwritable output
     report = run(cfg, log=lambda m: typer.echo(m, err=True))
-    save(report, output)
+    save(report, output, overwrite)
     typer.echo(render_markdown(report))
     typer.echo(f"report: {output}")
 
@@ -257,11 +248,12 @@ def bundle(
 def report(
     reports: List[Path] = typer.Argument(..., help="latency reports from bench or from bundles' run.py"),
     output: Path = typer.Option(Path("merged"), help="writes OUTPUT.md and OUTPUT.png"),
+    overwrite: bool = typer.Option(False, help="replace OUTPUT.md / .png even if sensi-edge did not write them"),
 ):
     """Merge latency reports from several devices and variants into one Markdown table and a plot."""
     from sensi_edge.report import merge
 
-    md, png = merge(reports, output)
+    md, png = merge(reports, output, overwrite)
     typer.echo(f"{md}\n{png}")
 
 

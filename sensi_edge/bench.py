@@ -182,6 +182,18 @@ class BenchConfig:
     min_seconds: float = 10.0
     ceiling_seconds: float = 2.0
 
+    def __post_init__(self):
+        from . import checks
+
+        checks.at_least("--batch", self.batch, optional=False)
+        checks.seq_len("--seq-len", self.seq_len)
+        if not self.threads:
+            raise SensiEdgeError("--threads needs at least one thread count")
+        checks.threads("--threads", self.threads)
+        checks.at_least("--runs", self.min_runs, optional=False)
+        checks.in_range("--seconds", self.min_seconds, 0, 3600, lo_open=True)
+        checks.at_least("--warmup", self.warmup, 0, optional=False)
+
 
 def bench(cfg: BenchConfig, log=print) -> dict:
     import os
@@ -192,14 +204,6 @@ def bench(cfg: BenchConfig, log=print) -> dict:
 
     if not cfg.models:
         raise SensiEdgeError("give at least one model folder or .onnx file")
-    if cfg.batch < 1:
-        raise SensiEdgeError(f"--batch must be >= 1, got {cfg.batch}")
-    if any(t < 1 or t > 256 for t in cfg.threads):
-        raise SensiEdgeError(f"--threads must be between 1 and 256, got {list(cfg.threads)}")
-    if cfg.seq_len is not None and not 1 <= cfg.seq_len <= 512:
-        raise SensiEdgeError(f"--seq-len must be in [1, 512], got {cfg.seq_len}")
-    if cfg.min_runs < 1 or cfg.min_seconds <= 0:
-        raise SensiEdgeError("--runs must be >= 1 and --seconds > 0")
     variants = [describe(Path(p)) for p in cfg.models]
     base_path = cfg.baseline or (auto_baseline(list(cfg.models)) if cfg.auto_baseline else None)
     baseline = None
@@ -291,6 +295,34 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(report: dict, output: Path) -> None:
-    write_json_atomic(output, report)
-    output.with_suffix(".md").write_text(render_markdown(report))
+def output_paths(output: Path) -> list[Path]:
+    """The JSON report and the Markdown table beside it."""
+    output = Path(output)
+    if output.suffix != ".json":
+        raise SensiEdgeError(f"--output {output} must be a .json file (the .md table is written beside it)")
+    return [output, output.with_suffix(".md")]
+
+
+def check_output(output: Path, overwrite: bool = False) -> None:
+    """Call before measuring: a measurement is never taken only to find it cannot be saved."""
+    from .outputs import check_writable
+
+    check_writable(output_paths(output), overwrite)
+
+
+def save(report: dict, output: Path, overwrite: bool = False) -> None:
+    """Write OUTPUT.json and OUTPUT.md; if that fails after all, the measurement is kept in a temp file."""
+    import tempfile
+
+    from .outputs import MARK, write_text_atomic
+
+    check_output(output, overwrite)
+    json_path, md_path = output_paths(output)
+    try:
+        write_json_atomic(json_path, report)
+        write_text_atomic(md_path, render_markdown(report) + "\n" + MARK + "\n")
+    except OSError as exc:
+        fd, keep = tempfile.mkstemp(prefix="sensi-edge-bench-", suffix=".json")
+        with open(fd, "w") as fh:
+            json.dump(report, fh, indent=2)
+        raise SensiEdgeError(f"cannot write {output}: {exc.strerror}; the measurement is kept in {keep}") from None

@@ -30,7 +30,15 @@ SAMPLE_TEXTS = (
 
 
 def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,)) -> Path:
+    from . import checks
+
+    checks.seq_len("--seq-len", seq_len)
+    if not threads:
+        raise SensiEdgeError("--threads needs at least one thread count")
+    checks.threads("--threads", threads)
     onnx_file, output = Path(onnx_file).resolve(), Path(output).resolve()
+    if not onnx_file.is_file():
+        raise SensiEdgeError(f"{onnx_file} does not exist; pass an exported model*.onnx file")
     if onnx_file.suffix != ".onnx":
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
     v = describe(onnx_file)

@@ -68,6 +68,37 @@ class CompressConfig:
     label_column: str | None = None
     num_labels: int | None = None
 
+    def __post_init__(self):
+        """Every rule about a single setting, in one place, before anything is loaded or written."""
+        import math
+
+        self.recipe.check()
+        if not isinstance(self.budget, (int, float)) or not math.isfinite(self.budget):
+            raise SensiEdgeError(f"--budget must be a finite number, got {self.budget}")
+        for name, value in (("--max-train-samples", self.max_train_samples), ("--max-eval-samples", self.max_eval_samples),
+                            ("--calibration-samples", self.calibration_samples), ("--num-labels", self.num_labels)):
+            if value is not None and value < (2 if name == "--num-labels" else 1):
+                raise SensiEdgeError(f"{name} must be >= {2 if name == '--num-labels' else 1}, got {value}")
+        if self.max_seq_length is not None and not 8 <= self.max_seq_length <= 512:
+            raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {self.max_seq_length}")
+        if self.doc_stride < 0:
+            raise SensiEdgeError(f"--doc-stride must be >= 0, got {self.doc_stride}")
+        checks = [("--probe-density", self.probe_density, True), ("--ramp", self.ramp, False)]
+        if self.warmup_fraction is not None:
+            checks.append(("--warmup-fraction", self.warmup_fraction, True))
+        for name, value, lo_open in checks:
+            if not ((0 < value) if lo_open else (0 <= value)) or value > 1:  # NaN fails both
+                raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
+        if self.sensitivity_method not in ("probe", "fisher"):
+            raise SensiEdgeError(f"unknown --sensitivity {self.sensitivity_method!r}: use probe or fisher")
+        if self.baseline and self.warmup_fraction is not None:
+            raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the "
+                                 "baseline the fine-tuned dense model is analysed: drop --warmup-fraction")
+        if self.distill and not self.baseline:
+            raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
+        if self.method == "fisher-mask" and not self.baseline:
+            raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
+
     @property
     def effective_warmup_fraction(self) -> float | None:
         """The warm-up share actually used (None when the dense fine-tune is analysed instead)."""
@@ -185,33 +216,15 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     # ---- validate everything before writing anything -------------------------------------
     output = Path(cfg.output).expanduser().resolve()
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
-    cfg.recipe.check()
     seq_len = task.default_seq_length if cfg.max_seq_length is None else cfg.max_seq_length
-    if seq_len < 8 or seq_len > 512:
-        raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {seq_len}")
     budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
-    if cfg.baseline and cfg.warmup_fraction is not None:
-        raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the baseline "
-                             "the fine-tuned dense model is analysed: drop --warmup-fraction")
-    if cfg.distill and not cfg.baseline:
-        raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
     if cfg.allocation not in ALLOCATIONS:
         raise SensiEdgeError(f"unknown --allocation {cfg.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
-    if cfg.calibration_samples <= 0:
-        raise SensiEdgeError(f"--calibration-samples must be > 0, got {cfg.calibration_samples}")
     Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
-    checks = [("--probe-density", cfg.probe_density, True), ("--ramp", cfg.ramp, False)]
-    if cfg.warmup_fraction is not None:
-        checks.append(("--warmup-fraction", cfg.warmup_fraction, True))
-    for name, value, lo_open in checks:
-        if not ((0 < value) if lo_open else (0 <= value)) or value > 1:
-            raise SensiEdgeError(f"{name} must be in {'(' if lo_open else '['}0, 1], got {value}")
     from .baselines import METHODS
 
     if cfg.method not in METHODS:
         raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
-    if cfg.method == "fisher-mask" and not cfg.baseline:
-        raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
     model_spec = resolve_model(cfg.model)
     model_config = load_config(model_spec)
     dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here

@@ -70,11 +70,13 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
     if path.is_dir():
         splits = _load_local(path, wanted)
         where = f"data folder {path}"
+        files = {n: str(_find_split_file(path, n)) for n in splits}
     elif path.exists() or _looks_like_path(spec):
         raise SensiEdgeError(f"data path {spec} is not a folder of split files (train.jsonl, validation.jsonl ...)")
     else:
         splits = dict(_load_hub(spec))
         where = f"dataset {spec}"
+        files = {n: f"{where} split {n!r}" for n in splits}
     if "train" not in splits:
         raise SensiEdgeError(f"{where} has no 'train' split; add train.jsonl (or .csv/.parquet)")
     val_name = next((s for s in task.validation_splits if s in splits), None)
@@ -92,11 +94,26 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
                 f"{where}: split {split_name!r} has no column {missing[0]!r} needed by task {task.name} "
                 f"(columns: {', '.join(ds.column_names)}); pass --text-column/--label-column or fix the data"
             )
+    for split_name, ds in (("train", train), (val_name, val)):
+        _check_texts(files.get(split_name, where), split_name, ds, task.text_columns)
     if task.kind == "qa":
         _check_answers(where, train, val, val_name)
         return train, val, task
     task = _check_labels(where, task, train, val, val_name)
     return train, val, task
+
+
+def _check_texts(source: str, split_name: str, ds: Dataset, columns) -> None:
+    """Null, non-string or blank texts are an error naming the row: silently training on "None" or
+    dropping rows would change what the user's numbers mean."""
+    if len(ds) == 0:
+        raise SensiEdgeError(f"{source}: split {split_name!r} has no rows; add data to it")
+    for col in columns:
+        bad = [i for i, x in enumerate(ds[col]) if not isinstance(x, str) or not x.strip()]
+        if bad:
+            value = ds[bad[0]][col]
+            raise SensiEdgeError(f"{source}: row {bad[0] + 1} has {'an empty' if isinstance(value, str) else repr(value)} "
+                                 f"{col!r} ({len(bad)} such row{'s' if len(bad) > 1 else ''}); fill in or remove those rows")
 
 
 def _check_answers(where: str, train: Dataset, val: Dataset, val_name: str) -> None:
@@ -132,4 +149,8 @@ def _check_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset, val_
                 f"{where}: split {split_name!r} has label {bad[0]!r} outside the task's labels 0..{num_labels - 1} "
                 f"({len(bad)} rows); fix the data or choose the right --task/--num-labels"
             )
+    classes = set(train[task.label_column])
+    if len(classes) < 2:
+        raise SensiEdgeError(f"{where}: the training split holds a single class ({classes.pop()!r}); a classifier "
+                             "needs examples of at least two classes: fix the data")
     return task

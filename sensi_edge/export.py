@@ -42,6 +42,23 @@ class ExportConfig:
     reduce_range: bool | None = None
     threads: int | None = None
 
+    def __post_init__(self):
+        from . import checks
+
+        bad = [q for q in self.quantize if q not in QUANT_MODES]
+        if bad:
+            raise SensiEdgeError(f"unknown --quantize {bad[0]!r}: use none, dynamic or static")
+        checks.at_least("--max-eval-samples", self.max_eval_samples)
+        checks.at_least("--parity-rows", self.parity_rows, optional=False)
+        checks.at_least("--calibration-rows", self.calibration_rows, optional=False)
+        checks.in_range("--max-metric-drop", self.max_metric_drop, 0, 100)
+        checks.seq_len("--max-seq-length", self.max_seq_length)
+        checks.at_least("--doc-stride", self.doc_stride, 0, optional=False)
+        checks.in_range("--opset", self.opset, 17, 23)
+        checks.threads("--threads", self.threads)
+        if self.weight_type not in (None, "qint8", "quint8"):
+            raise SensiEdgeError(f"unknown --weight-type {self.weight_type!r}: use qint8 or quint8")
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -67,9 +84,6 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
 
     model_dir = Path(cfg.model_dir).expanduser().resolve()
     output = Path(cfg.output).expanduser().resolve()
-    bad = [q for q in cfg.quantize if q not in QUANT_MODES]
-    if bad:
-        raise SensiEdgeError(f"unknown --quantize {bad[0]!r}: use none, dynamic or static")
     if cfg.preset and cfg.preset not in PRESETS:
         raise SensiEdgeError(f"unknown --preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
@@ -95,8 +109,6 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     preset = PRESETS[cfg.preset] if cfg.preset else detect_preset()
     overrides = {k: v for k, v in (("weight_type", cfg.weight_type), ("per_channel", cfg.per_channel),
                                    ("reduce_range", cfg.reduce_range)) if v is not None}
-    if cfg.weight_type not in (None, "qint8", "quint8"):
-        raise SensiEdgeError(f"unknown --weight-type {cfg.weight_type!r}: use qint8 or quint8")
     if overrides:
         from dataclasses import replace
 
@@ -114,6 +126,9 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
 
     timings = {}
     seq_len = cfg.max_seq_length or task.default_seq_length
+    from .checks import seq_len as check_seq_len
+
+    check_seq_len("--max-seq-length", seq_len, getattr(torch_runner.model.config, "max_position_embeddings", None))
     ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
     prepared = ev.prepare(val)
     parity_set = ev.select(prepared, cfg.parity_rows)

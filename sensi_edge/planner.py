@@ -46,6 +46,8 @@ class Budget:
     def __post_init__(self):
         if self.kind not in ("params", "flops"):
             raise SensiEdgeError(f"unknown budget kind {self.kind!r}: use 'params' or 'flops'")
+        if not math.isfinite(self.value):
+            raise SensiEdgeError(f"budget must be a finite number, got {self.value}")
         if self.absolute:
             if not self.value > 0:
                 raise SensiEdgeError(f"absolute budget must be > 0, got {self.value}")

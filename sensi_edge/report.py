@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .bundle_runtime import REPORT_SCHEMA
@@ -31,13 +32,18 @@ def rows(reports: list[dict]) -> list[dict]:
     return merged
 
 
-def merge(paths: list[Path], output: Path) -> tuple[Path, Path]:
+def merge(paths: list[Path], output: Path, overwrite: bool = False) -> tuple[Path, Path]:
     """OUTPUT.md (one table) and OUTPUT.png (latency vs metric, marker area ~ file size)."""
+    from .outputs import MARK, check_writable, write_text_atomic
+
     if not paths:
         raise SensiEdgeError("give at least one report.json")
-    table = rows(load_reports(paths))
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix in (".md", ".png"):
+        output = output.with_suffix("")  # "merged.md" means the pair merged.md / merged.png
+    md, png = output.with_name(output.name + ".md"), output.with_name(output.name + ".png")
+    check_writable([md, png], overwrite)
+    table = rows(load_reports(paths))
     lines = ["| device | variant | kind | threads | seq | median ms | p90 ms | speedup | MB | metric |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for t in sorted(table, key=lambda t: (t["device"], t["threads"], t["median_ms"])):
@@ -45,10 +51,10 @@ def merge(paths: list[Path], output: Path) -> tuple[Path, Path]:
         speed = f"{t['speedup_vs_baseline']:.2f}x" if t.get("speedup_vs_baseline") else "-"
         lines.append(f"| {t['device']} | {t['variant']} | {t['kind']} {t.get('precision', '')} | {t['threads']} | "
                      f"{t['seq_len']} | {t['median_ms']:.2f} | {t['p90_ms']:.2f} | {speed} | {t['size_bytes'] / 1e6:.1f} | {metric} |")
-    md = output.with_suffix(".md")
-    md.write_text("# Merged latency reports\n\n" + "\n".join(lines) + "\n")
-    png = output.with_suffix(".png")
-    _plot(table, png)
+    tmp_png = png.with_name(f".{png.name}.tmp.png")
+    _plot(table, tmp_png)
+    write_text_atomic(md, "# Merged latency reports\n\n" + "\n".join(lines) + "\n\n" + MARK + "\n")
+    os.replace(tmp_png, png)
     return md, png
 
 
@@ -91,5 +97,7 @@ def _plot(table: list[dict], path: Path) -> None:
         ax.set_xlabel("median latency, ms (log)")
     fig.suptitle("sensi-edge: latency vs size vs metric", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .outputs import PNG_SOFTWARE
+
+    fig.savefig(path, dpi=120, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)

@@ -73,8 +73,15 @@ def open_runner(path: str | Path, threads: int | None = None, qa: bool | None = 
     if threads:
         torch.set_num_threads(threads)
     config = load_config(str(path))
+    archs = getattr(config, "architectures", None) or []
+    has_qa, has_cls = (any(k in a for a in archs) for k in ("QuestionAnswering", "SequenceClassification"))
     if qa is None:
-        qa = any("QuestionAnswering" in a for a in (getattr(config, "architectures", None) or []))
+        qa = has_qa
+    elif (qa and has_cls) or (not qa and has_qa):
+        # loading it with the other head would score a randomly initialised head, silently
+        raise SensiEdgeError(f"{path} is a {'classification' if has_cls else 'question-answering'} model ({archs[0]}) "
+                             f"but the task is {'question answering' if qa else 'classification'}; pass the task the "
+                             "model was trained for")
     cls = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
     try:
         return TorchRunner(cls.from_pretrained(str(path)))

@@ -16,6 +16,16 @@ def find_tokenizer(path: Path, tokenizer: str | None = None):
     return AutoTokenizer.from_pretrained(str(where))
 
 
+def check_head(runner, task, path) -> None:
+    """A question-answering model scored on a classification task (or the reverse) is a wrong --task."""
+    qa_model = "start_logits" in runner.output_names
+    if qa_model != (task.kind == "qa"):
+        kind = "question-answering (start/end logits)" if qa_model else "classification (logits)"
+        raise SensiEdgeError(f"{path} is a {kind} model but task {task.name} is "
+                             f"{'question answering' if task.kind == 'qa' else 'classification'}; pass the task the "
+                             "model was trained for")
+
+
 def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None = None,
                   max_samples: int | None = None, max_seq_length: int | None = None, batch_size: int = 64,
                   threads: int | None = None, tokenizer: str | None = None, **task_overrides) -> dict:
@@ -24,6 +34,12 @@ def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None
     from .task_eval import evaluator_for
     from .tasks import get_task
 
+    from . import checks
+
+    checks.at_least("--max-samples", max_samples)
+    checks.seq_len("--max-seq-length", max_seq_length)
+    checks.at_least("--batch-size", batch_size, optional=False)
+    checks.threads("--threads", threads)
     path = Path(path)
     if not path.exists():
         raise SensiEdgeError(f"{path} does not exist; pass a model folder or an .onnx file")
@@ -33,6 +49,7 @@ def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None
         rows = rows.select(range(min(max_samples, len(rows))))
     tok = find_tokenizer(path, tokenizer)
     runner = open_runner(path, threads, qa=task.kind == "qa")
+    check_head(runner, task, path)
     ev = evaluator_for(task, tok, max_seq_length or task.default_seq_length)
     scored = ev.score(runner, ev.prepare(rows), batch_size)
     return {"path": str(path), "task": task.name, "data": data, "split": split or task.validation_splits[0],
