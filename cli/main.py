@@ -258,8 +258,23 @@ def report(
 
 
 def main() -> None:
-    app()
+    """The console script: typer's usage errors (a flag typo, a word where a number belongs) also as one
+    ``error:`` line with exit 2, instead of a usage box."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not a usage error: a bug
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(exc.format_message())
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "sensi-edge"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            typer.echo(f"error: {message}; see {where} --help", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

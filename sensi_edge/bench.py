@@ -59,7 +59,8 @@ def describe(path: Path) -> Variant:
         try:
             graph = onnx.load(str(path), load_external_data=False).graph
         except Exception as exc:
-            raise SensiEdgeError(f"{path} is not a valid ONNX file: {first_line(exc)}") from exc
+            raise SensiEdgeError(f"{path} is not a valid ONNX file ({first_line(exc, 120)}); pass a model*.onnx written "
+                                 "by sensi-edge export") from exc
         ops = {n.op_type for n in graph.node}
         report = _export_report_for(path)
         geometry = Geometry.from_dict(report["geometry"]) if report else None
@@ -73,7 +74,8 @@ def describe(path: Path) -> Variant:
         return Variant(name, path, "onnx", "int8" if ops & INT8_OPS else "fp32", geometry, path.stat().st_size, metric,
                        is_qa="start_logits" in outputs)
     if not (path / "config.json").is_file():
-        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json")
+        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json; pass a compress "
+                             "OUT/model folder or an exported .onnx file")
     from .loading import load_config
 
     from .arch import adapter_for

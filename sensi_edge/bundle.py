@@ -29,6 +29,14 @@ SAMPLE_TEXTS = (
 )
 
 
+def _max_positions(onnx_file: Path) -> int | None:
+    """Rows of the position-embedding table in the graph (None if the graph has no such initializer)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    return next((int(t.dims[0]) for t in graph.initializer if "position_embeddings" in t.name and t.dims), None)
+
+
 def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,)) -> Path:
     from . import checks
 
@@ -43,6 +51,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
     v = describe(onnx_file)
     seq = seq_len or (384 if v.is_qa else 128)
+    checks.seq_len("--seq-len", seq, _max_positions(onnx_file))
     with staged_output(output, "bundle") as work:
         shutil.copy2(onnx_file, work / "model.onnx")
         tok_file = onnx_file.parent / "tokenizer.json"

@@ -91,6 +91,7 @@ def ort_session(path, threads: int):
     # steal the cores the next variant is being timed on.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors reach the caller as exceptions; ORT's own log lines would double them
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -191,27 +192,107 @@ def gemm_ceiling(threads: int, min_seconds: float = 2.0, models: dict | None = N
 
 
 # ------------------------------------------------------------------ bundle script entry point
+class BundleError(Exception):
+    """A problem the person at the board can fix; printed as one ``error:`` line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's default prints usage + exits 2; we want the one-line contract
+        raise BundleError(f"{message}; see python3 run.py --help")
+
+
+def _positive(kind, minimum, name):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (v >= minimum and v == v and v != float("inf")):  # NaN and inf fail
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {text}")
+        return v
+    return parse
+
+
+def _read_manifest(here: Path) -> dict:
+    try:
+        manifest = json.loads((here / "manifest.json").read_text())
+        for key in ("model", "samples", "outputs", "tolerance", "seq_len", "gemm"):
+            manifest[key]
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{here / 'manifest.json'} is missing or damaged ({type(exc).__name__}); copy the whole "
+                          "bundle folder again or recreate it with sensi-edge bundle") from None
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse before measuring: never replace a file this script did not write, never lose a measurement."""
+    if out.exists() and not overwrite:
+        try:
+            ours = json.loads(out.read_text()).get("schema") == REPORT_SCHEMA
+        except Exception:
+            ours = False
+        if not ours:
+            raise BundleError(f"{out} exists and is not a report of this script; choose another --out or pass "
+                              "--overwrite")
+    if out.is_dir():
+        raise BundleError(f"--out {out} is a folder; give a file name such as {out / 'report.json'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BundleError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
+
+
 def _bundle_main(argv=None) -> int:
-    here = Path(__file__).resolve().parent
-    manifest = json.loads((here / "manifest.json").read_text())
-    ap = argparse.ArgumentParser(description="Check and benchmark this sensi-edge bundle with onnxruntime.")
-    ap.add_argument("--threads", type=int, nargs="+", default=manifest.get("threads", [1]))
-    ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--out", type=Path, default=here / "report.json")
-    ap.add_argument("--check-only", action="store_true", help="verify outputs and exit")
-    ap.add_argument("--ceiling-seconds", type=float, default=1.0, help="time per GEMM ceiling measurement")
-    ap.add_argument("--ceiling-runs", type=int, default=20, help="minimum runs per GEMM ceiling measurement")
-    args = ap.parse_args(argv)
-    if any(t < 1 for t in args.threads) or args.runs < 1:
-        print("error: --threads and --runs must be >= 1", file=sys.stderr)
+    try:
+        return _bundle_run(argv)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; nothing was written, rerun it", file=sys.stderr)
+        return 130
+
+
+def _bundle_run(argv=None) -> int:
+    here = Path(__file__).resolve().parent
+    manifest = _read_manifest(here)
+    ap = _Parser(description="Check and benchmark this sensi-edge bundle with onnxruntime.")
+    ap.add_argument("--threads", type=_positive(int, 1, "--threads"), nargs="+", default=manifest.get("threads", [1]))
+    ap.add_argument("--runs", type=_positive(int, 1, "--runs"), default=100)
+    ap.add_argument("--seconds", type=_positive(float, 0.001, "--seconds"), default=10.0)
+    ap.add_argument("--warmup", type=_positive(int, 0, "--warmup"), default=10)
+    ap.add_argument("--out", type=Path, default=here / "report.json")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out even if this script did not write it")
+    ap.add_argument("--check-only", action="store_true", help="verify outputs and exit")
+    ap.add_argument("--ceiling-seconds", type=_positive(float, 0.001, "--ceiling-seconds"), default=1.0,
+                    help="time per GEMM ceiling measurement")
+    ap.add_argument("--ceiling-runs", type=_positive(int, 1, "--ceiling-runs"), default=20,
+                    help="minimum runs per GEMM ceiling measurement")
+    args = ap.parse_args(argv)
+    if any(t < 1 or t > 256 for t in args.threads):
+        raise BundleError(f"--threads must be between 1 and 256, got {args.threads} (check manifest.json's threads)")
+    args.out = args.out.resolve()
+    if args.out in {(here / n).resolve() for n in ("manifest.json", manifest["model"], manifest["samples"], "run.py")}:
+        raise BundleError(f"--out {args.out} is one of the bundle's own files; choose another --out")
+    _check_out(args.out, args.overwrite)
     model = here / manifest["model"]
-    samples = np.load(here / manifest["samples"])
-    feed = {k: samples[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    for f in (model, here / manifest["samples"]):
+        if not f.is_file():
+            raise BundleError(f"{f} is missing from the bundle; copy the whole bundle folder again")
+    try:
+        samples = np.load(here / manifest["samples"])
+        feed = {k: samples[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    except Exception as exc:
+        raise BundleError(f"{here / manifest['samples']} is damaged ({type(exc).__name__}); copy the bundle again") from None
     t0 = time.perf_counter()
-    session = ort_session(model, args.threads[0])
+    try:
+        session = ort_session(model, args.threads[0])
+    except Exception as exc:
+        raise BundleError(f"onnxruntime cannot load {model} ({str(exc).splitlines()[0][:120]}); copy the bundle "
+                          "again, or install an onnxruntime that supports its opset") from None
     load_s = time.perf_counter() - t0
     run = ort_callable(session)
     t0 = time.perf_counter()
@@ -252,7 +333,9 @@ def _bundle_main(argv=None) -> int:
                 "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
             })
             print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    tmp = args.out.parent / f".{args.out.name}.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, args.out)
     print(f"report: {args.out}")
     return 0 if ok else 1
 

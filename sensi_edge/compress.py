@@ -227,6 +227,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
     model_spec = resolve_model(cfg.model)
     model_config = load_config(model_spec)
+    local = Path(model_spec)
+    if local.is_dir() and not any((local / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+        raise SensiEdgeError(f"{local} has no tokenizer files (tokenizer.json, vocab.txt ...); save the tokenizer "
+                             "beside the model (tokenizer.save_pretrained) and rerun")
     dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
     max_pos = getattr(model_config, "max_position_embeddings", 512)
     if seq_len > max_pos:
@@ -236,7 +240,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     else:
         check_budget(dense, budget, NO_FLOORS)
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
-        raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json)")
+        raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json); "
+                            "pass the output folder of a run made with --keep-intermediate")
     train, val, task = load_task_data(cfg.data, task)
     work = check_output(output, resume)
     if not resume:

@@ -40,10 +40,13 @@ def _load_local(folder: Path, splits: list[str]) -> dict[str, Dataset]:
         f = _find_split_file(folder, split)
         if f is None:
             continue
+        if f.stat().st_size == 0 or not f.read_bytes()[:65536].strip():
+            raise SensiEdgeError(f"{f} is empty; add rows to it (one JSON object per line, or a CSV with a header)")
         try:
             out[split] = load_dataset(_FORMATS[f.suffix], data_files={split: str(f)}, split=split)
         except Exception as exc:  # datasets raises many types for malformed files
-            raise SensiEdgeError(f"cannot read {f}: {first_line(exc)}") from exc
+            raise SensiEdgeError(f"cannot read {f} ({first_line(exc, 120)}); fix the file: JSON lines, a CSV with a "
+                                 "comma-separated header row, or parquet") from exc
     return out
 
 
@@ -72,7 +75,9 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
         where = f"data folder {path}"
         files = {n: str(_find_split_file(path, n)) for n in splits}
     elif path.exists() or _looks_like_path(spec):
-        raise SensiEdgeError(f"data path {spec} is not a folder of split files (train.jsonl, validation.jsonl ...)")
+        what = "does not exist" if not path.exists() else "is not a folder of split files"
+        raise SensiEdgeError(f"data path {spec} {what}; pass a folder holding train.jsonl and validation.jsonl "
+                             "(or .csv/.parquet), or a hub dataset id NAME[:CONFIG]")
     else:
         splits = dict(_load_hub(spec))
         where = f"dataset {spec}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import compress_report_for, staged_output, write_json_atomic
+from .artifacts import compress_report_for, refuse_occupied, staged_output, write_json_atomic
 from .errors import SensiEdgeError
 
 FP32_TOLERANCE = 1e-4
@@ -88,6 +88,12 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
         raise SensiEdgeError(f"unknown --preset {cfg.preset!r}: use one of {', '.join(PRESETS)}")
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
         raise SensiEdgeError(f"{model_dir} is not a model folder (no config.json); pass a compress OUT/model folder")
+    refuse_occupied(output)  # before any loading, so a wrong --output costs nothing
+    from .loading import load_config
+    from .checks import seq_len as check_seq_len
+
+    check_seq_len("--max-seq-length", cfg.max_seq_length,
+                  getattr(load_config(str(model_dir)), "max_position_embeddings", None))
     source = compress_report_for(model_dir)
     task_name = cfg.task or (source["task"]["name"] if source else None)
     data = cfg.data or (source["data"] if source else None)
@@ -125,9 +131,9 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     from .task_eval import evaluator_for
 
     timings = {}
-    seq_len = cfg.max_seq_length or task.default_seq_length
     from .checks import seq_len as check_seq_len
 
+    seq_len = cfg.max_seq_length or task.default_seq_length
     check_seq_len("--max-seq-length", seq_len, getattr(torch_runner.model.config, "max_position_embeddings", None))
     ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
     prepared = ev.prepare(val)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .bundle_runtime import REPORT_SCHEMA
-from .errors import SensiEdgeError
+from .errors import SensiEdgeError, first_line
 
 
 def load_reports(paths: list[Path]) -> list[dict]:
@@ -14,12 +14,51 @@ def load_reports(paths: list[Path]) -> list[dict]:
     for p in paths:
         try:
             r = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SensiEdgeError(f"cannot read report {p}: {exc}") from exc
-        if r.get("schema") != REPORT_SCHEMA:
-            raise SensiEdgeError(f"{p} is not a sensi-edge latency report (schema {r.get('schema')!r})")
+        except FileNotFoundError:
+            raise SensiEdgeError(f"report {p} does not exist; pass report.json files from bench or run.py") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SensiEdgeError(f"cannot read report {p} ({first_line(exc, 100)}); pass report.json files from bench "
+                                 "or run.py") from None
+        if not isinstance(r, dict) or r.get("schema") != REPORT_SCHEMA:
+            schema = r.get("schema") if isinstance(r, dict) else type(r).__name__
+            raise SensiEdgeError(f"{p} is not a sensi-edge latency report (schema {schema!r}); pass report.json files "
+                                 "from bench or run.py")
+        _check_report(p, r)
         out.append(r)
     return out
+
+
+_ROW_NUMBERS = ("median_ms", "p90_ms", "threads", "seq_len", "size_bytes")
+
+
+def _check_report(path: Path, r: dict) -> None:
+    """The fields the table and plot read, with their types: a hand-edited report fails here, by name."""
+    def bad(what: str) -> SensiEdgeError:
+        return SensiEdgeError(f"{path}: {what}; regenerate it with bench or run.py")
+
+    cpu = (r.get("environment") or {}).get("cpu") if isinstance(r.get("environment"), dict) else None
+    if not isinstance(cpu, dict) or not all(isinstance(cpu.get(k), str) for k in ("model", "machine")):
+        raise bad("environment.cpu.model / .machine missing")
+    results = r.get("results")
+    if not isinstance(results, list) or not results:
+        raise bad("no results")
+    for i, row in enumerate(results):
+        if not isinstance(row, dict):
+            raise bad(f"results[{i}] is not an object")
+        for key in _ROW_NUMBERS:
+            v = row.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v:
+                raise bad(f"results[{i}].{key} is {v!r}, not a number")
+        for key in ("variant", "kind"):
+            if not isinstance(row.get(key), str):
+                raise bad(f"results[{i}].{key} is {row.get(key)!r}, not a string")
+        m = row.get("metric")
+        if m is not None and not (isinstance(m, dict) and isinstance(m.get("name"), str)
+                                  and isinstance(m.get("value"), (int, float))):
+            raise bad(f"results[{i}].metric is {m!r}; expected {{'name': ..., 'value': number}}")
+        s = row.get("speedup_vs_baseline")
+        if s is not None and not isinstance(s, (int, float)):
+            raise bad(f"results[{i}].speedup_vs_baseline is {s!r}, not a number")
 
 
 def rows(reports: list[dict]) -> list[dict]:

@@ -37,6 +37,7 @@ class OrtRunner:
         if not path.is_file():
             raise SensiEdgeError(f"ONNX file {path} does not exist")
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors reach us as exceptions; ORT's own log lines would double them
         if threads:
             # ORT ignores OMP_NUM_THREADS; this is the only knob that counts.
             opts.intra_op_num_threads = threads
@@ -44,7 +45,8 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise SensiEdgeError(f"cannot load ONNX file {path}: {first_line(exc)}") from exc
+            raise SensiEdgeError(f"cannot load ONNX file {path} ({first_line(exc, 120)}); pass a model*.onnx written by "
+                                 "sensi-edge export") from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
@@ -63,7 +65,8 @@ def open_runner(path: str | Path, threads: int | None = None, qa: bool | None = 
     if path.suffix == ".onnx":
         return OrtRunner(path, threads)
     if not (path / "config.json").is_file():
-        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json")
+        raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json; pass a compress "
+                             "OUT/model folder or an exported .onnx file")
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 

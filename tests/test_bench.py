@@ -53,8 +53,8 @@ def test_bench_interleaves_variants_with_a_baseline(exported, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["{missing}.onnx"], "does not exist"),
     (["{bad}"], "not a valid ONNX file"),
-    (["{onnx}", "--threads", "0"], "--threads must be between 1 and 256"),
-    (["{onnx}", "--seq-len", "4096"], "--seq-len must be in [1, 512]"),
+    (["{onnx}", "--threads", "0"], "--threads must be in [1, 256]"),
+    (["{onnx}", "--seq-len", "4096"], "--seq-len must be in [8, 512]"),
 ])
 def test_bench_bad_input(exported, tmp_path, args, message):
     _, onnx_dir, _ = exported

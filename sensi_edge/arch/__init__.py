@@ -12,7 +12,8 @@ def adapter_for(model_or_config):
         return _ADAPTERS[config.model_type]
     except KeyError:
         raise SensiEdgeError(
-            f"model type {config.model_type!r} is not supported yet (supported: {', '.join(sorted(_ADAPTERS))})"
+            f"model type {config.model_type!r} is not supported yet (supported: {', '.join(sorted(_ADAPTERS))}); "
+            "pass a BERT checkpoint"
         ) from None
 
 
