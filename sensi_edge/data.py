@@ -95,9 +95,12 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
     for split_name, ds in (("train", train), (val_name, val)):
         missing = [c for c in (*task.text_columns, task.label_column) if c not in ds.column_names]
         if missing:
+            glued = [c for c in ds.column_names if any(d in c for d in (";", "\t", "|"))]
+            hint = (f"; the header {glued[0]!r} looks split by another delimiter: write the CSV with commas"
+                    if glued else "; pass --text-column/--label-column or fix the data")
             raise SensiEdgeError(
                 f"{where}: split {split_name!r} has no column {missing[0]!r} needed by task {task.name} "
-                f"(columns: {', '.join(ds.column_names)}); pass --text-column/--label-column or fix the data"
+                f"(columns: {', '.join(ds.column_names)}){hint}"
             )
     for split_name, ds in (("train", train), (val_name, val)):
         _check_texts(files.get(split_name, where), split_name, ds, task.text_columns)
