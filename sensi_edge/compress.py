@@ -227,11 +227,11 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
     model_spec = resolve_model(cfg.model)
     model_config = load_config(model_spec)
+    dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
     local = Path(model_spec)
     if local.is_dir() and not any((local / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
         raise SensiEdgeError(f"{local} has no tokenizer files (tokenizer.json, vocab.txt ...); save the tokenizer "
                              "beside the model (tokenizer.save_pretrained) and rerun")
-    dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
     max_pos = getattr(model_config, "max_position_embeddings", 512)
     if seq_len > max_pos:
         raise SensiEdgeError(f"--max-seq-length {seq_len} exceeds the model's {max_pos} positions; lower it")

@@ -139,7 +139,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     prepared = ev.prepare(val)
     parity_set = ev.select(prepared, cfg.parity_rows)
     t0 = time.perf_counter()
-    reference = ev.score(torch_runner, prepared, desc="PyTorch reference")
+    reference = ev.score(torch_runner, prepared, desc="PyTorch reference").check_finite(model_dir)
     ref_metrics = reference.metrics
     ref_parity = ev.score(torch_runner, parity_set, desc="PyTorch parity rows").outputs
     timings["pytorch_reference"] = time.perf_counter() - t0
@@ -191,7 +191,9 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
         reasons = []
         if drop > cfg.max_metric_drop:
             reasons.append(f"{task.metric} drops {drop:.2f} points (> {cfg.max_metric_drop})")
-        if name == "fp32" and parity["max_abs_diff"] > FP32_TOLERANCE:
+        if not np.isfinite(parity["max_abs_diff"]):
+            reasons.append("outputs are not finite (NaN/inf)")
+        elif name == "fp32" and not parity["max_abs_diff"] <= FP32_TOLERANCE:
             reasons.append(f"fp32 logits differ from PyTorch by {parity['max_abs_diff']:.1e} (> {FP32_TOLERANCE})")
         heads = attention_heads(path)
         if info["fused"] and heads and heads != expected_heads:

@@ -51,6 +51,6 @@ def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None
     runner = open_runner(path, threads, qa=task.kind == "qa")
     check_head(runner, task, path)
     ev = evaluator_for(task, tok, max_seq_length or task.default_seq_length)
-    scored = ev.score(runner, ev.prepare(rows), batch_size)
+    scored = ev.score(runner, ev.prepare(rows), batch_size).check_finite(path)
     return {"path": str(path), "task": task.name, "data": data, "split": split or task.validation_splits[0],
             "rows": int(len(rows)), "metrics": scored.metrics}

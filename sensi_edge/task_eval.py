@@ -21,6 +21,15 @@ class Scored:
     metrics: dict[str, float]
     outputs: np.ndarray  # logits [rows, labels] or start/end logits [features, 2, seq] (padded)
 
+    def check_finite(self, what) -> "Scored":
+        """A model whose outputs hold NaN or inf has broken weights: no metric of it means anything."""
+        from .errors import SensiEdgeError
+
+        if not np.isfinite(self.outputs).all():
+            raise SensiEdgeError(f"{what} produces non-finite outputs (NaN/inf): its weights are broken, most likely "
+                                 "by a diverged fine-tune; recompress it with a lower --learning-rate")
+        return self
+
 
 class ClassificationEval:
     def __init__(self, task: TaskSpec, tokenizer, max_seq_length: int):

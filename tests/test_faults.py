@@ -206,6 +206,18 @@ def model_without_tokenizer(tmp: Path, w: World):
         shutil.copy2(w.model / name, tmp / "notok" / name)
 
 
+def nan_model(tmp: Path, w: World):
+    """What a diverged fine-tune leaves: the tiny model with one weight matrix all NaN."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    m = BertModel.from_pretrained(w.model)
+    with torch.no_grad():
+        m.encoder.layer[0].attention.output.dense.weight.fill_(float("nan"))
+    m.save_pretrained(tmp / "nanmodel")
+    AutoTokenizer.from_pretrained(w.model).save_pretrained(tmp / "nanmodel")
+
+
 def roberta_model(tmp: Path, w: World):
     from transformers import RobertaConfig
 
@@ -386,6 +398,7 @@ CASES = [
     export("model-missing", model="{tmp}/no-such-model", must="no-such-model"),
     export("split-missing", "--split", "test", must="test"),
     export("output-nonempty-folder", must="out", setup=files({"out/notes.txt": "mine\n"})),
+    export("nan-model", model="{tmp}/nanmodel", must=("non-finite", "--learning-rate"), setup=nan_model),
     # ---- evaluate
     evaluate("max-samples-0", "--max-samples", "0", must="--max-samples"),
     evaluate("max-samples-negative", "--max-samples", "-1", must="--max-samples"),
@@ -396,6 +409,7 @@ CASES = [
     evaluate("onnx-is-text", target="{tmp}/fake/x.onnx", must="x.onnx", setup=fake_onnx_with_tokenizer),
     evaluate("qa-onnx-as-sst2", target="{qa_onnx}/model.onnx", must="sst2"),
     evaluate("sst2-onnx-as-squad", *SQUAD, must="squad"),
+    evaluate("nan-model", target="{tmp}/nanmodel", must=("non-finite", "--learning-rate"), setup=nan_model),
     evaluate("data-missing", "--data", "{tmp}/no-such-data", must="no-such-data"),
     evaluate("model-without-tokenizer", target="{tmp}/notok", must="tokenizer", setup=model_without_tokenizer),
     evaluate("num-labels-mismatch", "--task", "text-classification", "--num-labels", "3", must="3"),

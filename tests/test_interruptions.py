@@ -36,6 +36,16 @@ if kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         return real(self, output_dir)
     Trainer._save_rng_state = torn
+hold = os.environ.get("HOLD_UNTIL")  # a file: the run waits at its sensitivity stage until it exists
+if hold:
+    import time
+    import sensi_edge.sensitivity as sens
+    real_analyse = sens.analyse
+    def held(*a, **k):
+        while not os.path.exists(hold):
+            time.sleep(0.05)
+        return real_analyse(*a, **k)
+    sens.analyse = held
 cfg = CompressConfig(task="sst2", data=data, output=out, model=model, budget=0.5, max_seq_length=32,
                      recipe=Recipe(epochs=float(os.environ.get("EPOCHS", "3")), batch_size=8, save_steps=2, seed=5),
                      calibration_samples=8)
@@ -159,8 +169,9 @@ def test_second_run_on_a_busy_folder_is_refused_and_the_first_finishes(reference
     data, _ = reference
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
-    first = _driver(tiny_model_dir, data, out, EPOCHS="12")
-    _wait_for(lambda: (partial / "timings.json").exists(), first)
+    release = tmp_path / "release"
+    first = _driver(tiny_model_dir, data, out, HOLD_UNTIL=str(release))
+    _wait_for(lambda: (partial / "baseline.json").exists(), first)  # now held before its sensitivity stage
     for resume in ([], ["--resume"]):
         second = _cli("compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data", str(data), "--output",
                       str(out), "--budget", "0.5", "--max-seq-length", "32", "--calibration-samples", "8",
@@ -169,8 +180,10 @@ def test_second_run_on_a_busy_folder_is_refused_and_the_first_finishes(reference
         assert second.returncode == 2, err[-1500:]
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "still working" in lines[0] and str(first.pid) in lines[0], lines
+    assert first.poll() is None
+    release.touch()
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["sessions"] == 1 and report["recipe"]["epochs"] == 12
+    assert report["sessions"] == 1 and report["recipe"]["epochs"] == 3
     assert not partial.exists() and not (out / ".lock").exists()
