@@ -187,3 +187,18 @@ def test_second_run_on_a_busy_folder_is_refused_and_the_first_finishes(reference
     report = json.loads((out / "report.json").read_text())
     assert report["sessions"] == 1 and report["recipe"]["epochs"] == 3
     assert not partial.exists() and not (out / ".lock").exists()
+
+
+def test_sigint_at_a_stage_boundary_then_resume_reproduces(reference, tiny_model_dir, tmp_path):
+    data, ref = reference
+    out, partial, release = tmp_path / "run", tmp_path / "run.partial", tmp_path / "release"
+    p = _driver(tiny_model_dir, data, out, HOLD_UNTIL=str(release))
+    _wait_for(lambda: (partial / "baseline.json").exists(), p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and "Interrupted" in err and "--resume" in err
+    assert (partial / "dense_model" / "config.json").exists() and not out.exists()
+    p = _driver(tiny_model_dir, data, out, resume=True)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    assert _summary(out) == _summary(ref) and "== baseline" not in err
