@@ -108,6 +108,9 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
         _check_answers(where, train, val, val_name)
         return train, val, task
     task = _check_labels(where, task, train, val, val_name)
+    feature = train.features.get(task.label_column)
+    if task.label_names is None and isinstance(feature, datasets.ClassLabel) and len(feature.names) == task.num_labels:
+        task = replace(task, label_names=tuple(feature.names))
     return train, val, task
 
 

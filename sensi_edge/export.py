@@ -70,6 +70,23 @@ class ExportResult:
         return [v["name"] for v in self.report["variants"] if v["status"] == "rejected"]
 
 
+def onnx_folder_config(config, qa: bool) -> dict:
+    """config.json for the ONNX folder, so optimum's ORTModelFor* and ``pipeline`` load it as it is.
+
+    optimum picks its model class from ``model_type``; our trimmed models are ``sensi_bert`` (custom
+    code, per-layer sizes) which optimum does not know, while the graph itself is plain BERT ops. So the
+    folder says ``bert``, keeps the per-layer sizes as information (``layer_num_heads``,
+    ``layer_intermediate_sizes``: ONNX Runtime reads shapes from the graph, not from here) and the label
+    names, and drops ``auto_map`` (its code files are not in this folder).
+    """
+    d = config.to_dict()
+    d.pop("auto_map", None)
+    d.pop("_name_or_path", None)
+    d["model_type"] = "bert"
+    d["architectures"] = ["BertForQuestionAnswering" if qa else "BertForSequenceClassification"]
+    return d
+
+
 def _parity(ref: np.ndarray, out: np.ndarray) -> dict:
     return {"max_abs_diff": float(np.abs(ref - out).max()), "argmax_agreement": float((ref.argmax(-1) == out.argmax(-1)).mean()),
             "rows": int(len(ref))}
@@ -212,6 +229,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
 
     unfused.unlink()  # only an intermediate: static int8 was made from it above
     tokenizer.save_pretrained(work)
+    write_json_atomic(work / "config.json", onnx_folder_config(torch_runner.model.config, task.kind == "qa"))
     report = {
         "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
         "validation_rows": int(len(val)), "metric": task.metric, "pytorch_metrics": ref_metrics,

@@ -52,10 +52,15 @@ def load_config(spec: str, **kwargs):
 
 
 def load_for_task(spec: str, task):
-    """Tokenizer + the task's model class (sequence classification or extractive QA)."""
+    """Tokenizer + the task's model class (sequence classification or extractive QA); a classifier's
+    config names its labels when the task knows them (saved with it, so pipelines print the names)."""
     if task.kind == "qa":
         return load_classifier(spec, None)
-    return load_classifier(spec, task.num_labels)
+    tokenizer, model = load_classifier(spec, task.num_labels)
+    if task.label_names and len(task.label_names) == model.config.num_labels:
+        model.config.id2label = dict(enumerate(task.label_names))
+        model.config.label2id = {n: i for i, n in enumerate(task.label_names)}
+    return tokenizer, model
 
 
 def load_classifier(spec: str, num_labels: int | None):

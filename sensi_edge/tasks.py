@@ -24,6 +24,9 @@ class TaskSpec:
     extra_metrics: tuple[str, ...] = ()
     kind: str = "classification"  # "classification" | "qa" (extractive, SQuAD schema)
     default_seq_length: int = 128
+    # names of label ids 0..N-1 (the preset's, or the data's ClassLabel names); carried into the saved
+    # model's id2label so pipelines print "positive", not "LABEL_1"
+    label_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -33,14 +36,18 @@ class TaskSpec:
             "num_labels": self.num_labels,
             "metric": self.metric,
             "kind": self.kind,
+            "label_names": list(self.label_names) if self.label_names else None,
         }
 
 
 PRESETS: dict[str, TaskSpec] = {
-    "sst2": TaskSpec("sst2", ("sentence",), num_labels=2),
-    "mnli": TaskSpec("mnli", ("premise", "hypothesis"), num_labels=3, validation_splits=("validation_matched", "validation")),
-    "qnli": TaskSpec("qnli", ("question", "sentence"), num_labels=2),
-    "qqp": TaskSpec("qqp", ("question1", "question2"), num_labels=2, extra_metrics=("f1",)),
+    # label names as GLUE defines them (the ids the local stand-ins in ../shared/data use too)
+    "sst2": TaskSpec("sst2", ("sentence",), num_labels=2, label_names=("negative", "positive")),
+    "mnli": TaskSpec("mnli", ("premise", "hypothesis"), num_labels=3, validation_splits=("validation_matched", "validation"),
+                     label_names=("entailment", "neutral", "contradiction")),
+    "qnli": TaskSpec("qnli", ("question", "sentence"), num_labels=2, label_names=("entailment", "not_entailment")),
+    "qqp": TaskSpec("qqp", ("question1", "question2"), num_labels=2, extra_metrics=("f1",),
+                    label_names=("not_duplicate", "duplicate")),
     "text-classification": TaskSpec("text-classification", ()),
     "squad": TaskSpec("squad", ("question", "context"), label_column="answers", metric="f1",
                       extra_metrics=("exact_match",), kind="qa", default_seq_length=384),
@@ -66,6 +73,8 @@ def get_task(name: str, text_columns: list[str] | None = None, label_column: str
     if num_labels is not None:
         if num_labels < 2:
             raise SensiEdgeError(f"--num-labels must be >= 2, got {num_labels}")
+        if task.num_labels != num_labels:  # the preset's names no longer fit
+            task = replace(task, label_names=None)
         task = replace(task, num_labels=num_labels)
     return task
 

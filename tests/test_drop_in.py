@@ -1,0 +1,97 @@
+"""The outputs drop into the Hugging Face / ONNX Runtime stack: label names, optimum ORTModel, pipelines."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import sentiment_rows, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model_dir):
+    """A tiny sst2 model through compress and export (fp32 + dynamic int8)."""
+    from sensi_edge.compress import CompressConfig, compress
+    from sensi_edge.export import ExportConfig, export
+    from sensi_edge.finetune import Recipe
+
+    root = tmp_path_factory.mktemp("dropin")
+    d = root / "sst2"
+    write_jsonl(d / "train.jsonl", sentiment_rows(64))
+    write_jsonl(d / "validation.jsonl", sentiment_rows(16, seed=1))
+    run = compress(CompressConfig(task="sst2", data=str(d), output=root / "run", model=str(tiny_model_dir),
+                                  max_seq_length=32, recipe=Recipe(epochs=1, batch_size=8), calibration_samples=8),
+                   log=lambda m: None).output
+    onnx = export(ExportConfig(run / "model", root / "onnx", quantize=("dynamic",), max_metric_drop=100.0,
+                               max_seq_length=32), log=lambda m: None).output
+    return run, onnx
+
+
+SENTENCES = ["the film was great fun", "the film was dull and boring"]
+
+
+def test_saved_model_names_its_labels_in_a_pipeline(exported):
+    from transformers import AutoConfig, pipeline
+
+    run, _ = exported
+    config = AutoConfig.from_pretrained(run / "model", trust_remote_code=True)
+    assert config.id2label == {0: "negative", 1: "positive"} and config.label2id == {"negative": 0, "positive": 1}
+    clf = pipeline("text-classification", model=str(run / "model"), trust_remote_code=True)
+    assert {r["label"] for r in clf(SENTENCES)} <= {"negative", "positive"}
+
+
+@pytest.mark.parametrize("file_name", ["model.onnx", "model_int8_dynamic.onnx"])
+def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_name):
+    import torch
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    run, onnx = exported
+    tok = AutoTokenizer.from_pretrained(onnx)
+    ort_model = ORTModelForSequenceClassification.from_pretrained(onnx, file_name=file_name)
+    assert ort_model.config.id2label == {0: "negative", 1: "positive"}
+    labels = [r["label"] for r in pipeline("text-classification", model=ort_model, tokenizer=tok)(SENTENCES)]
+    assert set(labels) <= {"negative", "positive"}
+    ref = AutoModelForSequenceClassification.from_pretrained(run / "model", trust_remote_code=True).eval()
+    batch = tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = ref(**batch).logits.numpy()
+    got = ort_model(**batch).logits
+    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
+    if file_name == "model.onnx":
+        assert np.abs(got - want).max() < 1e-4
+    else:  # int8: same decisions, values within a fraction of the logit scale
+        assert (got.argmax(-1) == want.argmax(-1)).all()
+        assert np.abs(got - want).max() <= 0.15 * np.abs(want).max() + 1e-3
+    assert labels == [ref.config.id2label[int(i)] for i in want.argmax(-1)]
+
+
+def test_python_dash_m_is_the_console_script():
+    res = subprocess.run([sys.executable, "-m", "sensi_edge", "compress", "--seed", "abc"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().startswith("error: ") and "--seed" in res.stderr
+    ok = subprocess.run([sys.executable, "-m", "sensi_edge", "--help"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "compress" in ok.stdout
+
+
+def test_qa_export_folder_loads_in_optimum_pipeline(tmp_path, tiny_model_dir):
+    from optimum.onnxruntime import ORTModelForQuestionAnswering
+    from transformers import AutoTokenizer, pipeline
+
+    from sensi_edge.export import ExportConfig, export
+    from test_qa import squad_rows
+
+    d = tmp_path / "squad"
+    write_jsonl(d / "train.jsonl", squad_rows(16))
+    write_jsonl(d / "validation.jsonl", squad_rows(6, seed=1))
+    onnx = export(ExportConfig(tiny_model_dir, tmp_path / "onnx", quantize=("dynamic",), task="squad", data=str(d),
+                               max_seq_length=64, doc_stride=16, max_metric_drop=100.0), log=lambda m: None).output
+    tok = AutoTokenizer.from_pretrained(onnx)
+    context = "The museum opened in 1901 and was designed by Anna Berg."
+    for file_name in ("model.onnx", "model_int8_dynamic.onnx"):
+        qa = pipeline("question-answering", model=ORTModelForQuestionAnswering.from_pretrained(onnx, file_name=file_name),
+                      tokenizer=tok)
+        answer = qa(question="Who designed the museum?", context=context)
+        assert answer["answer"] and answer["answer"] in context
