@@ -66,6 +66,12 @@ def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_n
         assert (got.argmax(-1) == want.argmax(-1)).all()
         assert np.abs(got - want).max() <= 0.15 * np.abs(want).max() + 1e-3
     assert labels == [ref.config.id2label[int(i)] for i in want.argmax(-1)]
+    # plain onnxruntime, fed the tokenizer's output as it is (the README's snippet)
+    import onnxruntime as rt
+
+    sess = rt.InferenceSession(str(onnx / file_name), providers=["CPUExecutionProvider"])
+    plain = sess.run(None, dict(tok(SENTENCES, padding=True, return_tensors="np")))[0]
+    assert np.abs(plain - got).max() < 1e-5
 
 
 def test_python_dash_m_is_the_console_script():
