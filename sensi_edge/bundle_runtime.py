@@ -226,16 +226,21 @@ def _read_manifest(here: Path) -> dict:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse before measuring: never replace a file this script did not write, never lose a measurement."""
+    if out.is_dir():
+        raise BundleError(f"--out {out} is a folder; give a file name such as {out / 'report.json'}")
     if out.exists() and not overwrite:
         try:
-            ours = json.loads(out.read_text()).get("schema") == REPORT_SCHEMA
+            old = json.loads(out.read_text())
+            ours = old.get("schema") == REPORT_SCHEMA
+            other_cpu = old.get("environment", {}).get("cpu", {}).get("model")
         except Exception:
-            ours = False
+            ours, other_cpu = False, None
         if not ours:
             raise BundleError(f"{out} exists and is not a report of this script; choose another --out or pass "
                               "--overwrite")
-    if out.is_dir():
-        raise BundleError(f"--out {out} is a folder; give a file name such as {out / 'report.json'}")
+        if other_cpu and other_cpu != cpu_info().get("model"):  # a bundle copied on from another board
+            raise BundleError(f"{out} holds measurements of another device ({other_cpu}); choose another --out "
+                              "(e.g. --out report-$(hostname).json) or pass --overwrite")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.parent / f".{out.name}.write-test"
@@ -254,6 +259,10 @@ def _bundle_main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nerror: interrupted; nothing was written, rerun it", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an onnxruntime failure mid-measurement: still one line
+        print(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}; "
+              "rerun, and report it with this bundle's manifest.json if it persists", file=sys.stderr)
+        return 2
 
 
 def _bundle_run(argv=None) -> int:
@@ -333,9 +342,18 @@ def _bundle_run(argv=None) -> int:
                 "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
             })
             print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
-    tmp = args.out.parent / f".{args.out.name}.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    text = json.dumps(report, indent=2) + "\n"
+    try:
+        tmp = args.out.parent / f".{args.out.name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, args.out)
+    except OSError as exc:  # checked before measuring, but a disk can fill up meanwhile: keep the numbers
+        import tempfile
+
+        fd, keep = tempfile.mkstemp(prefix="sensi-edge-report-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        raise BundleError(f"cannot write {args.out} ({exc.strerror}); the measurement is kept in {keep}") from None
     print(f"report: {args.out}")
     return 0 if ok else 1
 

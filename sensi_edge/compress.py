@@ -31,7 +31,7 @@ from pathlib import Path
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError, first_line
 from .finetune import Recipe
-from .runlock import RunLock
+from .runlock import LOCK_NAME, RunLock
 
 STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
 
@@ -75,14 +75,15 @@ class CompressConfig:
         self.recipe.check()
         if not isinstance(self.budget, (int, float)) or not math.isfinite(self.budget):
             raise SensiEdgeError(f"--budget must be a finite number, got {self.budget}")
-        for name, value in (("--max-train-samples", self.max_train_samples), ("--max-eval-samples", self.max_eval_samples),
-                            ("--calibration-samples", self.calibration_samples), ("--num-labels", self.num_labels)):
-            if value is not None and value < (2 if name == "--num-labels" else 1):
-                raise SensiEdgeError(f"{name} must be >= {2 if name == '--num-labels' else 1}, got {value}")
+        from . import checks
+
+        checks.at_least("--max-train-samples", self.max_train_samples)
+        checks.at_least("--max-eval-samples", self.max_eval_samples)
+        checks.at_least("--calibration-samples", self.calibration_samples, optional=False)
+        checks.at_least("--num-labels", self.num_labels, 2)
         if self.max_seq_length is not None and not 8 <= self.max_seq_length <= 512:
             raise SensiEdgeError(f"--max-seq-length must be in [8, 512], got {self.max_seq_length}")
-        if self.doc_stride < 0:
-            raise SensiEdgeError(f"--doc-stride must be >= 0, got {self.doc_stride}")
+        checks.at_least("--doc-stride", self.doc_stride, 0, optional=False)
         checks = [("--probe-density", self.probe_density, True), ("--ramp", self.ramp, False)]
         if self.warmup_fraction is not None:
             checks.append(("--warmup-fraction", self.warmup_fraction, True))
@@ -198,7 +199,10 @@ class _Timer:
             return
         self._stop.set()
         self._thread.join()
-        self._flush()
+        try:
+            self._flush()
+        except OSError:
+            pass  # best effort: a full disk must not hide the error that ended the run
         self._closed = True
 
 
@@ -244,20 +248,21 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                             "pass the output folder of a run made with --keep-intermediate")
     train, val, task = load_task_data(cfg.data, task)
     work = check_output(output, resume)
-    if not resume:
-        try:
-            work.mkdir(parents=True)
-        except FileExistsError:  # another run created it since the check
-            raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
-    lock = RunLock(work).acquire()
-    timer = None
+    lock, timer = RunLock(work), None
     try:
+        if not resume:
+            try:
+                work.mkdir(parents=True)
+            except FileExistsError:  # another run created it since the check
+                raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
+        lock.acquire()
         if resume:
             saved = json.loads((work / "run.json").read_text())
-            if saved["config"] != json.loads(json.dumps(cfg.to_dict())):
+            if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
                 raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
                                      "or delete it")
             write_json_atomic(work / "run.json", {**saved, "sessions": saved.get("sessions", 1) + 1})
+            _remove_temp_files(work)  # left by a kill in the middle of an atomic write
         else:
             write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec, "sessions": 1})
             if cfg.reuse:
@@ -265,14 +270,16 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         timer = _Timer(work / "timings.json")
         report = _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len)
         timer.close()
-        lock.release()
-        _publish(work, output)
+        _remove_temp_files(work)
+        _publish(work, output)  # still under the lock: nobody can --resume a folder being renamed
+        (output / LOCK_NAME).unlink(missing_ok=True)
         return CompressResult(output, report)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished stages and checkpoints are kept in {work}: rerun the same command "
                           "with --resume to continue") from None
     except BaseException:
-        # A run that never finished a stage or wrote a checkpoint leaves nothing behind; one that did stays resumable.
+        # A run that never finished a stage of its own or wrote a checkpoint leaves nothing behind; one that did
+        # stays resumable.
         if not resume and not _has_progress(work):
             if timer is not None:
                 timer.close()
@@ -280,9 +287,17 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
             shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
-        if timer is not None:
-            timer.close()
-        lock.release()
+        try:
+            if timer is not None:
+                timer.close()
+        finally:
+            lock.release()
+
+
+def _remove_temp_files(work: Path) -> None:
+    for tmp in work.glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -294,6 +309,7 @@ def _has_progress(work: Path) -> bool:
     if any((work / n).exists() for n in ("baseline.json", "warm_model", "dense_model")):
         return True
     return any(p.is_dir() for p in work.glob("ckpt-*/checkpoint-*"))
+
 
 def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len) -> dict:
     import torch
@@ -435,6 +451,9 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
                            n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
     write_json_atomic(work / "report.json", report)
     (work / "report.md").write_text(render_markdown(report))
+    from .model_card import write as write_model_card
+
+    write_model_card(model_dir, report)
     if not cfg.keep_intermediate:
         shutil.rmtree(work / "warm_model", ignore_errors=True)
         shutil.rmtree(work / "dense_model", ignore_errors=True)
@@ -479,7 +498,7 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     # the analysed model: the dense fine-tune when the baseline runs, else the warm-up model
     src_baseline = src.get("baseline", True)
     analysed_same = src_baseline == cfg.baseline and (cfg.baseline or same_warm)
-    take = ["baseline.json", "dense_model"] if cfg.baseline else []
+    take = ["dense_model", "baseline.json"] if cfg.baseline else []  # the model first: baseline.json marks it done
     if same_warm and not cfg.baseline:
         take.append("warm_model")
     if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
@@ -489,11 +508,15 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     stage_of = {"baseline.json": "baseline", "warm_model": "warmup", "sensitivity.json": "sensitivity"}
     write_json_atomic(work / "reused_timings.json", {stage_of[n]: ran[stage_of[n]] for n in take
                                                      if n in stage_of and stage_of[n] in ran and (source / n).exists()})
-    for name in take:
+    for name in take:  # each copied under a temp name and renamed: an interrupted copy leaves no torn stage
+        tmp = work / f".{name}.copy"
         if (source / name).is_dir():
-            shutil.copytree(source / name, work / name)
+            shutil.copytree(source / name, tmp)
         elif (source / name).is_file():
-            shutil.copy2(source / name, work / name)
+            shutil.copy2(source / name, tmp)
+        else:
+            continue
+        os.replace(tmp, work / name)
     log(f"reusing from {source}: " + (", ".join(n for n in REUSABLE if (work / n).exists()) or "nothing"))
 
 

@@ -40,7 +40,9 @@ def _load_local(folder: Path, splits: list[str]) -> dict[str, Dataset]:
         f = _find_split_file(folder, split)
         if f is None:
             continue
-        if f.stat().st_size == 0 or not f.read_bytes()[:65536].strip():
+        with f.open("rb") as fh:
+            head = fh.read(65536)
+        if not head.strip():
             raise SensiEdgeError(f"{f} is empty; add rows to it (one JSON object per line, or a CSV with a header)")
         try:
             out[split] = load_dataset(_FORMATS[f.suffix], data_files={split: str(f)}, split=split)

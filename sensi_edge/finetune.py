@@ -48,6 +48,8 @@ class Recipe:
             raise SensiEdgeError(f"--learning-rate must be in (0, 1), got {self.learning_rate:g} (a typo for 5e-5?)")
         if self.batch_size < 1:
             raise SensiEdgeError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if isinstance(self.save_steps, bool) or not isinstance(self.save_steps, int) or self.save_steps < 1:
+            raise SensiEdgeError(f"save_steps must be an integer >= 1, got {self.save_steps}")
         if not 0 <= self.seed < 2 ** 32:
             raise SensiEdgeError(f"--seed must be in [0, 2^32), got {self.seed}")
 
@@ -91,6 +93,17 @@ class TrimSchedule:
             [keep(k, r) for k, r in zip(self.plan.keep_heads, self._removed_heads)],
             [keep(k, r) for k, r in zip(self.plan.keep_neurons, self._removed_neurons)],
         )
+
+
+class _LogFinalStep(TrainerCallback):
+    """The Trainer checkpoints the last step whatever ``save_steps`` says, but logs it only when it falls on
+    ``logging_steps``; logging it always keeps every checkpoint step a logging step, which is what
+    ``_whole_run_train_loss`` relies on (a resume from the final checkpoint trains nothing more)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
 
 
 class _ScheduleCallback(TrainerCallback):
@@ -180,7 +193,7 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         group_by_length=True,  # length-grouped batches: far less padding, which is most of CPU time
         disable_tqdm=False,
     )
-    callbacks = []
+    callbacks = [_LogFinalStep()]
     handle = None
     if schedule is not None:
         handle = attach(model, schedule.masks)

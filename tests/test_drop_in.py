@@ -32,6 +32,15 @@ def exported(tmp_path_factory, tiny_model_dir):
 SENTENCES = ["the film was great fun", "the film was dull and boring"]
 
 
+def test_saved_model_has_a_model_card(exported):
+    run, _ = exported
+    card = (run / "model" / "README.md").read_text()
+    report = __import__("json").loads((run / "report.json").read_text())
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification\n")
+    assert f"{report['compressed']['accuracy']:.2f}" in card and f"{report['params']['encoder_after_saved']:,}" in card
+    assert "0 negative, 1 positive" in card and "trust_remote_code=True" in card
+
+
 def test_saved_model_names_its_labels_in_a_pipeline(exported):
     from transformers import AutoConfig, pipeline
 

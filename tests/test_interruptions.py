@@ -36,6 +36,15 @@ if kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         return real(self, output_dir)
     Trainer._save_rng_state = torn
+after = os.environ.get("KILL_AFTER_TRAINING")  # SIGKILL once that fine-tune has finished, before its stage is saved
+if after:
+    real_train = Trainer.train
+    def train_then_die(self, *a, **k):
+        out = real_train(self, *a, **k)
+        if f"ckpt-{after}" in str(self.args.output_dir):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    Trainer.train = train_then_die
 hold = os.environ.get("HOLD_UNTIL")  # a file: the run waits at its sensitivity stage until it exists
 if hold:
     import time
@@ -121,6 +130,21 @@ def test_kill_during_checkpoint_write_then_resume_reproduces(reference, tiny_mod
     assert info["train_loss"] == pytest.approx(_train_info(ref, stage)["train_loss"], abs=2e-3)
 
 
+def test_kill_after_a_fine_tune_finished_resumes_from_its_final_checkpoint(reference, tiny_model_dir, tmp_path):
+    data, ref = reference
+    out = tmp_path / "run"
+    p = _driver(tiny_model_dir, data, out, KILL_AFTER_TRAINING="baseline")
+    p.communicate(timeout=300)
+    assert p.returncode == -signal.SIGKILL
+    p = _driver(tiny_model_dir, data, out, resume=True)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    info, want = _train_info(out, "baseline"), _train_info(ref, "baseline")
+    assert info["resumed_from_step"] == want["steps"]  # nothing left to train
+    assert info["train_loss"] == pytest.approx(want["train_loss"], abs=2e-3)
+    assert _summary(out) == _summary(ref)
+
+
 def test_sigkill_between_stages_then_resume_reproduces(reference, tiny_model_dir, tmp_path):
     data, ref = reference
     out = tmp_path / "run"
@@ -156,13 +180,7 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(reference, tiny_model_dir, 
     assert len(lines) == 1 and "--resume" in lines[0] and str(partial) in lines[0]
     assert "Traceback" not in err
     assert (partial / "run.json").exists() and not out.exists()  # kept, nothing published
-    assert not (partial / ".lock").exists() or _lock_is_free(partial)
-
-
-def _lock_is_free(folder: Path) -> bool:
-    from sensi_edge.runlock import owner_of
-
-    return owner_of(folder) is None
+    assert not (partial / ".lock").exists()  # released on the way out
 
 
 def test_second_run_on_a_busy_folder_is_refused_and_the_first_finishes(reference, tiny_model_dir, tmp_path):
