@@ -1,7 +1,9 @@
 """Output files of the commands that write single files (bench, report): checked before any work,
 written atomically, and never written over a file that sensi-edge did not write.
 
-A file is "ours" when it carries a mark we put there: latency-report JSON has our schema,
+A file is "ours" when it carries a mark we put there: latency-report JSON has our schema and was
+written by bench on this kind of CPU (a report from a board's run.py, or from another machine, holds
+measurements that cannot be retaken here),
 Markdown ends with ``MARK``, PNGs carry it in their metadata (matplotlib's ``Software`` key).
 Anything else (a user's notes, a model.onnx, a compress report.json) is refused unless the user
 passes ``--overwrite``.
@@ -25,8 +27,13 @@ def is_ours(path: Path) -> bool:
         if path.suffix == ".json":
             from .bundle_runtime import REPORT_SCHEMA
 
+            from .bundle_runtime import cpu_info
+
             data = json.loads(path.read_text())
-            return isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA
+            if not (isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA and data.get("source") == "bench"):
+                return False
+            cpu = (data.get("environment") or {}).get("cpu") or {}
+            return cpu.get("model") == cpu_info().get("model")
         if path.suffix == ".md":
             return path.read_text().rstrip().endswith(MARK)
         if path.suffix == ".png":

@@ -555,3 +555,24 @@ def test_correct_use_succeeds(world, tmp_path, tiny_sst2_dir):
     shutil.copytree(world.bundle, b)
     check = _run([sys.executable, "run.py", "--check-only", "--out", tmp_path / "device.json"], b)
     assert check.returncode == 0 and "output check: OK" in check.stdout, summary(check)
+
+
+def test_bench_never_replaces_another_devices_report(world, tmp_path, capfd):
+    """A board's run.py report (or another machine's bench report) at --output is refused; our own bench
+    report from this machine is replaced (rerunning bench into the same file is the normal use)."""
+    from sensi_edge.bundle_runtime import cpu_info
+
+    target = tmp_path / "r.json"
+    args = ["bench", world.onnx / "model.onnx", *BENCH_FAST, "--output", target]
+    for source, cpu in (("bundle", cpu_info()["model"]), ("bench", "Raspberry Pi 4 (Cortex-A72)")):
+        (tmp_path / "r.json").write_text(json.dumps({**latency_report(), "source": source,
+                                                     "environment": {"cpu": {"model": cpu, "machine": "aarch64"}}}))
+        before = tree(tmp_path)
+        res = run_cli(args, tmp_path, capfd)
+        assert_clean_error(res, "r.json")
+        assert_untouched(before, tree(tmp_path), res)
+    target.write_text(json.dumps({**latency_report(), "environment": {"cpu": {"model": cpu_info()["model"],
+                                                                               "machine": "x86_64"}}}))
+    res = run_cli(args, tmp_path, capfd)
+    assert res.returncode == 0, summary(res)
+    assert json.loads(target.read_text())["environment"].get("versions")  # replaced by the new measurement
