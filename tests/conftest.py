@@ -66,3 +66,97 @@ def tiny_sst2_dir(tmp_path) -> Path:
     write_jsonl(d / "train.jsonl", sentiment_rows(48))
     write_jsonl(d / "validation.jsonl", sentiment_rows(16, seed=1))
     return d
+
+
+# ---- shared by several test modules (model builders, data rows, a tiny irregular export)
+def squad_rows(n, seed=0):
+    import random
+
+    rnd = random.Random(seed)
+    cities = ["Lisbon", "Porto", "Madrid", "Paris", "Berlin", "Vienna", "Prague", "Rome"]
+    rows = []
+    for i in range(n):
+        city = rnd.choice(cities)
+        filler = " ".join(rnd.choice(["old", "river", "bridge", "market", "square", "tower"]) for _ in range(rnd.randint(5, 40)))
+        context = f"{filler}. The festival takes place in {city} every year. {filler}."
+        rows.append({"id": f"q{seed}-{i}", "title": "t", "question": "Where does the festival take place?",
+                     "context": context, "answers": {"text": [city], "answer_start": [context.index(f"in {city}") + 3]}})
+    return rows
+
+
+def random_plan(g, seed, empty_layer=True):
+    """A random TrimPlan of geometry g; by default layer 0 keeps no heads and layer 1 no neurons."""
+    import random
+
+    from sensi_edge.artifacts import TrimPlan
+
+    rnd = random.Random(seed)
+    heads, neurons = [], []
+    for i, (h, f) in enumerate(zip(g.heads, g.ffn)):
+        kh = 0 if (empty_layer and i == 0) else rnd.randint(0, h)
+        kf = 0 if (empty_layer and i == 1) else rnd.randint(0, f)
+        heads.append(tuple(sorted(rnd.sample(range(h), kh))))
+        neurons.append(tuple(sorted(rnd.sample(range(f), kf))))
+    return TrimPlan(g, tuple(heads), tuple(neurons), {"kind": "params"})
+
+
+def model_and_batches(seed=0, layers=2):
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(layers=layers, heads=4, hidden=32, ffn=48)).eval()
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(1000, 5000, (16, 12), generator=g)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)})
+    return model, batches
+
+
+def label_with_own_predictions(model, batches):
+    """Labels = the dense model's argmax, so the dense model is right and removing what it uses hurts."""
+    import torch
+
+    with torch.no_grad():
+        for b in batches:
+            b["labels"] = model(**b).logits.argmax(-1)
+    return batches
+
+
+def irregular_model_dir(tmp_path, seed=0):
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from sensi_edge.arch import adapter_for
+    from sensi_edge.loading import default_model_path
+    from sensi_edge.surgery import apply_plan
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(layers=4, heads=4, hidden=32, ffn=40)).eval()
+    plan = random_plan(adapter_for(model).geometry(model), seed)  # layer 0 has 0 heads, layer 1 has 0 neurons
+    trimmed = apply_plan(model, plan)
+    out = tmp_path / "model"
+    trimmed.save_pretrained(out)
+    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(out)
+    return out, plan
+
+
+@pytest.fixture(scope="module")
+def sst2_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sst2")
+    write_jsonl(d / "train.jsonl", sentiment_rows(96))
+    write_jsonl(d / "validation.jsonl", sentiment_rows(48, seed=1))
+    return d
+
+
+@pytest.fixture(scope="module")
+def irregular_export(tmp_path_factory, sst2_dir):
+    """(model folder, export folder, plan) of a tiny irregular model (empty layers included)."""
+    from sensi_edge.export import ExportConfig, export
+
+    root = tmp_path_factory.mktemp("bench")
+    model_dir, plan = irregular_model_dir(root)
+    res = export(ExportConfig(model_dir, root / "onnx", quantize=("dynamic",), task="sst2", data=str(sst2_dir),
+                              max_metric_drop=100.0), log=lambda m: None)
+    return model_dir, res.output, plan

@@ -16,8 +16,6 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
-from test_bench import exported  # noqa: F401  (fixture)
-from test_export import sst2_dir  # noqa: F401  (fixture that `exported` uses)
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "arm_setup.sh"
 RUN_ARGS = ["--runs", "3", "--seconds", "0.5", "--warmup", "1", "--threads", "1", "--ceiling-seconds", "0.2", "--ceiling-runs", "3"]
@@ -52,8 +50,8 @@ def arm_env():
         pytest.skip(f"aarch64 emulator unavailable: {_reason(prep)}")
 
 
-def test_int8_bundle_runs_under_emulated_aarch64(arm_env, exported, tmp_path):  # noqa: F811  (arm_env first: skip fast)
-    _, onnx_dir, _ = exported
+def test_int8_bundle_runs_under_emulated_aarch64(arm_env, irregular_export, tmp_path):  # noqa: F811  (arm_env first: skip fast)
+    _, onnx_dir, _ = irregular_export
     out = tmp_path / "bundle"
     res = CliRunner().invoke(app, ["bundle", str(onnx_dir / "model_int8_dynamic.onnx"), "--output", str(out),
                                    "--seq-len", "32"])

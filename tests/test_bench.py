@@ -8,24 +8,15 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from sensi_edge.bench import BenchConfig, bench
-from sensi_edge.export import ExportConfig, export
 
-from test_export import _irregular_model_dir, sst2_dir  # noqa: F401  (fixture)
 
 FAST = ["--runs", "5", "--seconds", "0.2", "--warmup", "1"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, sst2_dir):  # noqa: F811
-    root = tmp_path_factory.mktemp("bench")
-    model_dir, plan = _irregular_model_dir(root)
-    res = export(ExportConfig(model_dir, root / "onnx", quantize=("dynamic",), task="sst2", data=str(sst2_dir),
-                              max_metric_drop=100.0), log=lambda m: None)
-    return model_dir, res.output, plan
 
 
-def test_bench_interleaves_variants_with_a_baseline(exported, tmp_path):
-    model_dir, onnx_dir, plan = exported
+def test_bench_interleaves_variants_with_a_baseline(irregular_export, tmp_path):
+    model_dir, onnx_dir, plan = irregular_export
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, ["bench", str(onnx_dir / "model.onnx"), str(onnx_dir / "model_int8_dynamic.onnx"),
                                    "--baseline", str(model_dir), "--threads", "1", "--seq-len", "16",
@@ -56,8 +47,8 @@ def test_bench_interleaves_variants_with_a_baseline(exported, tmp_path):
     (["{onnx}", "--threads", "0"], "--threads must be in [1, 256]"),
     (["{onnx}", "--seq-len", "4096"], "--seq-len must be in [8, 512]"),
 ])
-def test_bench_bad_input(exported, tmp_path, args, message):
-    _, onnx_dir, _ = exported
+def test_bench_bad_input(irregular_export, tmp_path, args, message):
+    _, onnx_dir, _ = irregular_export
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
     fill = {"{missing}.onnx": str(tmp_path / "missing.onnx"), "{bad}": str(bad), "{onnx}": str(onnx_dir / "model.onnx")}
@@ -65,8 +56,8 @@ def test_bench_bad_input(exported, tmp_path, args, message):
     assert res.exit_code == 2 and message in res.stderr, res.stderr
 
 
-def test_bundle_runs_standalone_and_reports_merge(exported, tmp_path):
-    _, onnx_dir, _ = exported
+def test_bundle_runs_standalone_and_reports_merge(irregular_export, tmp_path):
+    _, onnx_dir, _ = irregular_export
     out = tmp_path / "bundle"
     res = CliRunner().invoke(app, ["bundle", str(onnx_dir / "model_int8_dynamic.onnx"), "--output", str(out),
                                    "--seq-len", "32"])
@@ -108,12 +99,12 @@ def test_bundle_runs_standalone_and_reports_merge(exported, tmp_path):
     assert notreport.exit_code == 2 and "not a sensi-edge latency report" in notreport.stderr
 
 
-def test_load_probe_measures_a_fresh_process(exported):
+def test_load_probe_measures_a_fresh_process(irregular_export):
     import numpy as np
 
     from sensi_edge.bench import load_probe
 
-    _, onnx_dir, _ = exported
+    _, onnx_dir, _ = irregular_export
     ballast = np.ones(400 * 2**20 // 8)  # 400 MB in this process must not show up in the child's peak
     probe = load_probe(onnx_dir / "model.onnx", 1, 1, 16)
     assert ballast.sum() > 0

@@ -96,7 +96,7 @@ def test_qa_export_folder_loads_in_optimum_pipeline(tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer, pipeline
 
     from sensi_edge.export import ExportConfig, export
-    from test_qa import squad_rows
+    from conftest import squad_rows
 
     d = tmp_path / "squad"
     write_jsonl(d / "train.jsonl", squad_rows(16))

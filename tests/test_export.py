@@ -4,30 +4,19 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from cli.main import app
-from sensi_edge.arch import adapter_for
 from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.export import ExportConfig, export
 from sensi_edge.finetune import Recipe
-from sensi_edge.loading import default_model_path
-from sensi_edge.surgery import apply_plan
 
-from conftest import sentiment_rows, tiny_config, write_jsonl
-from test_surgery import random_plan
+from conftest import irregular_model_dir
 
 INT8_MAX_DIFF_FRACTION = 0.15  # int8 parity tolerance: max |diff| <= 15% of the largest |fp32 logit|
 
 
-@pytest.fixture(scope="module")
-def sst2_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sst2")
-    write_jsonl(d / "train.jsonl", sentiment_rows(96))
-    write_jsonl(d / "validation.jsonl", sentiment_rows(48, seed=1))
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +33,10 @@ def compressed_run(tmp_path_factory, sst2_dir):
     return result.output
 
 
-def _irregular_model_dir(tmp_path, seed=0):
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(tiny_config(layers=4, heads=4, hidden=32, ffn=40)).eval()
-    plan = random_plan(adapter_for(model).geometry(model), seed)  # layer 0 has 0 heads, layer 1 has 0 neurons
-    trimmed = apply_plan(model, plan)
-    out = tmp_path / "model"
-    trimmed.save_pretrained(out)
-    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(out)
-    return out, plan
 
 
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
-    model_dir, plan = _irregular_model_dir(tmp_path)
+    model_dir, plan = irregular_model_dir(tmp_path)
     res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
                               data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16, per_channel=False),
                  log=lambda m: None)
@@ -138,7 +118,7 @@ def test_metric_gate_rejects_a_broken_variant(tmp_path, compressed_run, monkeypa
     (["{model}", "--onnx", "--task", "sst2", "--data", "{data}", "--weight-type", "int4"], "unknown --weight-type 'int4'"),
 ])
 def test_export_bad_input(tmp_path, sst2_dir, args, message):
-    model_dir, _ = _irregular_model_dir(tmp_path)
+    model_dir, _ = irregular_model_dir(tmp_path)
     fill = {"{missing}": str(tmp_path / "nope"), "{model}": str(model_dir), "{data}": str(sst2_dir)}
     res = CliRunner().invoke(app, ["export", *[fill.get(a, a) for a in args], "--output", str(tmp_path / "o")])
     assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -146,7 +126,7 @@ def test_export_bad_input(tmp_path, sst2_dir, args, message):
 
 
 def test_corrupt_onnx_file_is_reported(tmp_path, sst2_dir):
-    model_dir, _ = _irregular_model_dir(tmp_path)
+    model_dir, _ = irregular_model_dir(tmp_path)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(tmp_path)

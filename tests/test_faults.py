@@ -138,7 +138,7 @@ class World:
 def world(tmp_path_factory, tiny_model_dir) -> World:
     from sensi_edge.bundle import bundle
     from sensi_edge.export import ExportConfig, export
-    from test_qa import squad_rows
+    from conftest import squad_rows
 
     root = tmp_path_factory.mktemp("faults")
     sst2 = root / "sst2"

@@ -10,7 +10,7 @@ from sensi_edge.planner import Budget
 from sensi_edge.sensitivity import unit_importance
 from sensi_edge.surgery import apply_plan
 
-from test_method import _label_with_own_predictions, _model_and_batches
+from conftest import label_with_own_predictions, model_and_batches
 
 
 def test_mask_search_picks_the_split_that_keeps_most_importance():
@@ -37,8 +37,8 @@ def test_rearrangement_sees_units_that_only_hurt_together():
 
 
 def test_fisher_blocks_diagonal_is_unit_importance():
-    model, batches = _model_and_batches(seed=2)
-    batches = _label_with_own_predictions(model, batches)
+    model, batches = model_and_batches(seed=2)
+    batches = label_with_own_predictions(model, batches)
     heads, neurons = fisher_blocks(model, batches)
     hi, ni = unit_importance(model, batches)
     for block, diag in zip(heads + neurons, hi + ni):
@@ -47,8 +47,8 @@ def test_fisher_blocks_diagonal_is_unit_importance():
 
 
 def test_mask_tuning_reconstructs_better_and_folds_exactly():
-    model, batches = _model_and_batches(seed=3)
-    batches = _label_with_own_predictions(model, batches)
+    model, batches = model_and_batches(seed=3)
+    batches = label_with_own_predictions(model, batches)
     hi, ni = unit_importance(model, batches)
     plan = search_and_rearrange(Geometry(32, 8, (4, 4), (48, 48)), hi, ni, fisher_blocks(model, batches),
                                 Budget("params", 0.5))

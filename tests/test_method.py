@@ -9,7 +9,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from transformers import BertForSequenceClassification
 
 from sensi_edge.artifacts import GroupSensitivity, SensitivityReport
 from sensi_edge.cost import Geometry, encoder_cost, unit_cost
@@ -17,30 +16,15 @@ from sensi_edge.errors import SensiEdgeError
 from sensi_edge.planner import Budget, Floors, build_plan, calibration, select_units
 from sensi_edge.sensitivity import analyse, calibration_loss, unit_importance
 
-from conftest import tiny_config
+from conftest import label_with_own_predictions, model_and_batches
 
 
-def _model_and_batches(seed=0, layers=2):
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(tiny_config(layers=layers, heads=4, hidden=32, ffn=48)).eval()
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(4):
-        ids = torch.randint(1000, 5000, (16, 12), generator=g)
-        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)})
-    return model, batches
 
 
-def _label_with_own_predictions(model, batches):
-    """Labels = the dense model's argmax, so the dense model is right and removing what it uses hurts."""
-    with torch.no_grad():
-        for b in batches:
-            b["labels"] = model(**b).logits.argmax(-1)
-    return batches
 
 
 def test_a_planted_head_and_neuron_rank_first_and_are_kept():
-    model, batches = _model_and_batches()
+    model, batches = model_and_batches()
     with torch.no_grad():
         o = model.bert.encoder.layer[0].attention.output.dense.weight  # columns = head outputs
         for h in (0, 1, 3):
@@ -50,7 +34,7 @@ def test_a_planted_head_and_neuron_rank_first_and_are_kept():
         keep = out[:, 5].clone() * 3
         out.zero_()
         out[:, 5] = keep  # only neuron 5 of layer 1 does anything
-    batches = _label_with_own_predictions(model, batches)
+    batches = label_with_own_predictions(model, batches)
     heads, neurons = unit_importance(model, batches)
     assert int(np.argmax(heads[0])) == 2 and heads[0][2] > 0 and heads[0][[0, 1, 3]].max() == 0
     assert int(np.argmax(neurons[1])) == 5 and neurons[1][5] > 0 and np.delete(neurons[1], 5).max() == 0
@@ -61,11 +45,11 @@ def test_a_planted_head_and_neuron_rank_first_and_are_kept():
 
 def test_probe_scores_rise_with_what_a_group_carries():
     """A group that contributes nothing scores ~0; an amplified one scores clearly above it."""
-    model, batches = _model_and_batches(seed=1)
+    model, batches = model_and_batches(seed=1)
     with torch.no_grad():
         model.bert.encoder.layer[0].output.dense.weight.zero_()  # layer 0's FFN adds only its bias
         model.bert.encoder.layer[1].output.dense.weight.mul_(4.0)  # layer 1's FFN dominates
-    batches = _label_with_own_predictions(model, batches)
+    batches = label_with_own_predictions(model, batches)
     dense_loss, _ = calibration_loss(model, batches)
     report = analyse(model, batches, probe_density=0.25)
     scores = report.scores()
@@ -182,8 +166,8 @@ def test_distillation_trainer_adds_the_teacher_term(tmp_path):
 
     from sensi_edge.finetune import DISTILL_ALPHA, _DistillTrainer
 
-    model, batches = _model_and_batches(seed=4)
-    inputs = _label_with_own_predictions(model, batches)[0]
+    model, batches = model_and_batches(seed=4)
+    inputs = label_with_own_predictions(model, batches)[0]
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with torch.no_grad():
         task_loss = float(model(**inputs).loss)

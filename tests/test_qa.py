@@ -4,6 +4,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from sensi_edge.loading import default_model_path
+from conftest import squad_rows
 from sensi_edge.qa import best_spans, eval_features, exact_match, f1, normalize_answer, squad_metrics, train_features
 
 
@@ -76,19 +77,6 @@ def test_postprocessing_searches_all_windows_and_maps_back_to_text(tok):
     assert pred["x"] != "Lisbon"
 
 
-def squad_rows(n, seed=0):
-    import random
-
-    rnd = random.Random(seed)
-    cities = ["Lisbon", "Porto", "Madrid", "Paris", "Berlin", "Vienna", "Prague", "Rome"]
-    rows = []
-    for i in range(n):
-        city = rnd.choice(cities)
-        filler = " ".join(rnd.choice(["old", "river", "bridge", "market", "square", "tower"]) for _ in range(rnd.randint(5, 40)))
-        context = f"{filler}. The festival takes place in {city} every year. {filler}."
-        rows.append({"id": f"q{seed}-{i}", "title": "t", "question": "Where does the festival take place?",
-                     "context": context, "answers": {"text": [city], "answer_start": [context.index(f"in {city}") + 3]}})
-    return rows
 
 
 def test_squad_through_compress_export_and_evaluate(tmp_path, tiny_model_dir):

@@ -1,6 +1,5 @@
 """Physical removal: masked vs pruned parity on random irregular plans, save/load round trips."""
 import json
-import random
 import subprocess
 import sys
 
@@ -15,18 +14,9 @@ from sensi_edge.cost import encoder_params
 from sensi_edge.masking import MaskSet, attach
 from sensi_edge.surgery import apply_plan, parity
 
-from conftest import tiny_config
+from conftest import random_plan, tiny_config
 
 
-def random_plan(g, seed, empty_layer=True):
-    rnd = random.Random(seed)
-    heads, neurons = [], []
-    for i, (h, f) in enumerate(zip(g.heads, g.ffn)):
-        kh = 0 if (empty_layer and i == 0) else rnd.randint(0, h)
-        kf = 0 if (empty_layer and i == 1) else rnd.randint(0, f)
-        heads.append(tuple(sorted(rnd.sample(range(h), kh))))
-        neurons.append(tuple(sorted(rnd.sample(range(f), kf))))
-    return TrimPlan(g, tuple(heads), tuple(neurons), {"kind": "params"})
 
 
 def batch(vocab, seed=0):
