@@ -16,7 +16,7 @@ LOCK_NAME = ".lock"
 
 
 class RunLock:
-    """Held for a run's whole life; ``release`` before the folder is renamed to its final name."""
+    """Held for a run's whole life, through the rename of the folder to its final name."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / LOCK_NAME
@@ -37,13 +37,13 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Drop the flock. The file stays: deleting it while another process holds it open would let that
+        process lock a nameless inode while a third locks a new file of the same name. compress removes
+        it only from the published folder, once no run can open it by the old path any more."""
         if self._fd is None:
             return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
