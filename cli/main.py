@@ -261,7 +261,7 @@ def main() -> None:
     """The console script: typer's usage errors (a flag typo, a word where a number belongs) also as one
     ``error:`` line with exit 2, instead of a usage box."""
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="sensi-edge", standalone_mode=False)
     except Exception as exc:
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not a usage error: a bug
             raise

@@ -48,7 +48,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     if not onnx_file.is_file():
         raise SensiEdgeError(f"{onnx_file} does not exist; pass an exported model*.onnx file")
     if onnx_file.suffix != ".onnx":
-        raise SensiEdgeError(f"{onnx_file} is not an .onnx file; bundle an export's model*.onnx")
+        raise SensiEdgeError(f"{onnx_file} is not an .onnx file; pass an exported model*.onnx")
     v = describe(onnx_file)
     seq = seq_len or (384 if v.is_qa else 128)
     checks.seq_len("--seq-len", seq, _max_positions(onnx_file))

@@ -255,12 +255,13 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                 work.mkdir(parents=True)
             except FileExistsError:  # another run created it since the check
                 raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
-        lock.acquire()
-        if resume:
+        if resume:  # checked before locking, so a refused resume leaves the folder exactly as it was
             saved = json.loads((work / "run.json").read_text())
             if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
                 raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
                                      "or delete it")
+        lock.acquire()
+        if resume:
             write_json_atomic(work / "run.json", {**saved, "sessions": saved.get("sessions", 1) + 1})
             _remove_temp_files(work)  # left by a kill in the middle of an atomic write
         else:

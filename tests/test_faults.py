@@ -39,9 +39,10 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "SENSI_EDGE_DEBUG"},
 TIMEOUT = 120
 UNWRITABLE = "/proc/sensi-edge-faults"  # no process can create anything here, root included
 
-# A message "names a fix" when it says what to do: a clause after ';', an imperative, or the accepted range.
-FIX_HINT = re.compile(r";|\b(use|pass|choose|pick|lower|raise|drop|remove|delete|fix|add|give|point|rerun|check|"
-                      r"wait)\b|must be", re.IGNORECASE)
+# A message "names a fix" when it says what to do (an imperative) or states the accepted range; a bare ';'
+# is not enough.
+FIX_HINT = re.compile(r"\b(use|pass|choose|pick|lower|raise|drop|remove|delete|fix|add|give|point|rerun|check|"
+                      r"wait|copy|save|fill|write|install|regenerate|recreate|stop|set|see)\b|must be|must end", re.IGNORECASE)
 
 # compress flags that keep a run to seconds if a bad value slips past validation
 FAST = ["--epochs", "1", "--batch-size", "8", "--calibration-samples", "8", "--max-train-samples", "32",
