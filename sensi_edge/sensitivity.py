@@ -60,19 +60,15 @@ def calibration_loss(model, calib: list[dict], masks: MaskSet | None = None) -> 
     """(mean loss, accuracy in %) over the calibration batches, optionally with masks attached."""
     device = next(model.parameters()).device
     model.eval()
-    total, correct, rows = 0.0, 0, 0
+    tally = _Tally()
     handle = attach(model, masks) if masks is not None else None
     try:
         for batch in calib:
-            out = model(**_to(batch, device))
-            n = batch["input_ids"].shape[0]
-            total += float(out.loss) * n
-            correct += _correct(out, batch)
-            rows += n
+            tally.add(model(**_to(batch, device)), batch)
     finally:
         if handle:
             handle.remove()
-    return total / rows, 100.0 * correct / rows
+    return tally.result()
 
 
 def _correct(out, batch) -> int:
@@ -81,6 +77,54 @@ def _correct(out, batch) -> int:
         return int((out.logits.argmax(-1).cpu() == batch["labels"]).sum())
     hit = (out.start_logits.argmax(-1).cpu() == batch["start_positions"]) & (out.end_logits.argmax(-1).cpu() == batch["end_positions"])
     return int(hit.sum())
+
+
+class _Tally:
+    """Row-weighted loss sum, rows predicted right and rows seen, over calibration batches."""
+
+    def __init__(self):
+        self.total, self.correct, self.rows = 0.0, 0, 0
+
+    def add(self, out, batch) -> None:
+        n = batch["input_ids"].shape[0]
+        self.total += float(out.loss) * n
+        self.correct += _correct(out, batch)
+        self.rows += n
+
+    def result(self) -> tuple[float, float]:
+        return self.total / self.rows, 100.0 * self.correct / self.rows
+
+
+@torch.no_grad()
+def probe_losses(model, calib: list[dict], probes: list[tuple[list, list]], first_layers: list[int],
+                 desc: str = "sensitivity (probe)") -> tuple[tuple[float, float], list[tuple[float, float]]]:
+    """Dense (loss, accuracy) and, for every probe (keep_heads, keep_neurons), the masked (loss, accuracy).
+
+    A probe that only changes layers ``first_layers[p]`` onwards starts from the hidden states the
+    dense pass of the same batch fed into that layer, so it runs only the layers it can change (a
+    probe of the last of 6 layers costs 1/6 of a forward pass; 42% fewer layer passes over a 6-layer
+    analysis). Batches are the outer loop so that only one batch's layer inputs are held at a time.
+    The result equals ``calibration_loss(model, calib, masks)`` per probe (tested)."""
+    adapter = adapter_for(model)
+    device = next(model.parameters()).device
+    model.eval()
+    masks = MaskSet.ones(adapter.geometry(model))
+    dense, tallies = _Tally(), [_Tally() for _ in probes]
+    with attach(model, masks):
+        for batch in track(calib, desc):
+            on_device = _to(batch, device)
+            masks.set_keep(*_all_units(masks))
+            with adapter.capture_layer_inputs(model) as inputs:
+                dense.add(model(**on_device), batch)
+            for (heads, neurons), start, tally in zip(probes, first_layers, tallies):
+                masks.set_keep(heads, neurons)
+                with adapter.start_at_layer(model, start, inputs[start]):
+                    tally.add(model(**on_device), batch)
+    return dense.result(), [t.result() for t in tallies]
+
+
+def _all_units(masks: MaskSet) -> tuple[list, list]:
+    return [range(len(m)) for m in masks.heads], [range(len(m)) for m in masks.neurons]
 
 
 def _top(importance: np.ndarray, density: float) -> list[int]:
@@ -93,27 +137,33 @@ def analyse(model, calib: list[dict], probe_density: float = 0.5, method: str = 
     start = time.perf_counter()
     geometry = adapter_for(model).geometry(model)
     head_imp, neuron_imp = unit_importance(model, calib)
-    dense_loss, dense_metric = calibration_loss(model, calib)
-    groups = []
-    masks = MaskSet.ones(geometry)
     all_heads = [list(range(h)) for h in geometry.heads]
     all_neurons = [list(range(f)) for f in geometry.ffn]
-    probes = [(i, kind) for i in range(geometry.num_layers) for kind in GROUP_KINDS]
-    for layer, kind in track(probes, f"sensitivity ({method})"):
-        imp = (head_imp if kind == "attention" else neuron_imp)[layer]
-        if len(imp) == 0:  # an already-empty group cannot be trimmed further
-            groups.append(GroupSensitivity(layer, kind, 0.0, dense_loss, dense_metric))
-            continue
-        kept = _top(imp, probe_density)
-        if method == "fisher":
-            removed = sorted(set(range(len(imp))) - set(kept))
-            groups.append(GroupSensitivity(layer, kind, float(imp[removed].sum()) / (2 * len(calib))))
-            continue
-        heads = [kept if (i == layer and kind == "attention") else h for i, h in enumerate(all_heads)]
-        neurons = [kept if (i == layer and kind == "ffn") else n for i, n in enumerate(all_neurons)]
-        masks.set_keep(heads, neurons)
-        loss, metric = calibration_loss(model, calib, masks)
-        groups.append(GroupSensitivity(layer, kind, loss - dense_loss, loss, metric))
+    probes, where = [], {}  # (layer, kind) -> index into probes, for groups that have units
+    for layer in range(geometry.num_layers):
+        for kind in GROUP_KINDS:
+            imp = (head_imp if kind == "attention" else neuron_imp)[layer]
+            if len(imp) == 0 or method == "fisher":
+                continue
+            kept = _top(imp, probe_density)
+            heads = [kept if (i == layer and kind == "attention") else h for i, h in enumerate(all_heads)]
+            neurons = [kept if (i == layer and kind == "ffn") else n for i, n in enumerate(all_neurons)]
+            where[(layer, kind)] = len(probes)
+            probes.append((heads, neurons))
+    layers_of = [layer for (layer, _kind) in where]
+    (dense_loss, dense_metric), measured = probe_losses(model, calib, probes, layers_of, f"sensitivity ({method})")
+    groups = []
+    for layer in range(geometry.num_layers):
+        for kind in GROUP_KINDS:
+            imp = (head_imp if kind == "attention" else neuron_imp)[layer]
+            if len(imp) == 0:  # an already-empty group cannot be trimmed further
+                groups.append(GroupSensitivity(layer, kind, 0.0, dense_loss, dense_metric))
+            elif method == "fisher":
+                removed = sorted(set(range(len(imp))) - set(_top(imp, probe_density)))
+                groups.append(GroupSensitivity(layer, kind, float(imp[removed].sum()) / (2 * len(calib))))
+            else:
+                loss, metric = measured[where[(layer, kind)]]
+                groups.append(GroupSensitivity(layer, kind, loss - dense_loss, loss, metric))
     return SensitivityReport(
         method=method,
         probe_density=probe_density,

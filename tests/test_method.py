@@ -177,3 +177,71 @@ def test_distillation_trainer_adds_the_teacher_term(tmp_path):
         other = float(_DistillTrainer(model=model, args=args, teacher=other_teacher).compute_loss(model, inputs))
     assert same == pytest.approx(DISTILL_ALPHA * task_loss, rel=1e-5)
     assert other > same + 0.01
+
+
+def _padded(batches, seed=0):
+    """Give every batch rows of different lengths (padding masked out), as real calibration batches have."""
+    g = torch.Generator().manual_seed(seed)
+    for b in batches:
+        lengths = torch.randint(3, b["input_ids"].shape[1] + 1, (b["input_ids"].shape[0],), generator=g)
+        b["attention_mask"] = (torch.arange(b["input_ids"].shape[1])[None, :] < lengths[:, None]).long()
+    return batches
+
+
+def _probes_of(geometry, seed=0):
+    """One random probe per group: its layer and kind trimmed to half, everything else dense."""
+    rnd = random.Random(seed)
+    probes, starts = [], []
+    for layer in range(geometry.num_layers):
+        for kind, sizes in (("attention", geometry.heads), ("ffn", geometry.ffn)):
+            if sizes[layer] == 0:
+                continue
+            heads = [list(range(h)) for h in geometry.heads]
+            neurons = [list(range(f)) for f in geometry.ffn]
+            (heads if kind == "attention" else neurons)[layer] = sorted(rnd.sample(range(sizes[layer]), max(1, sizes[layer] // 2)))
+            probes.append((heads, neurons))
+            starts.append(layer)
+    return probes, starts
+
+
+def _assert_probes_match_full_passes(model, batches):
+    from sensi_edge.arch import adapter_for
+    from sensi_edge.masking import MaskSet
+    from sensi_edge.sensitivity import probe_losses
+
+    geometry = adapter_for(model).geometry(model)
+    probes, starts = _probes_of(geometry)
+    dense, measured = probe_losses(model, batches, probes, starts)
+    assert dense == pytest.approx(calibration_loss(model, batches), abs=1e-6)
+    for (heads, neurons), got in zip(probes, measured):
+        masks = MaskSet.ones(geometry)
+        masks.set_keep(heads, neurons)
+        assert got == pytest.approx(calibration_loss(model, batches, masks), abs=1e-6)
+    assert len({round(m[0], 6) for m in measured}) > 1  # the probes really differ from one another
+
+
+def test_probes_that_skip_unchanged_layers_equal_full_forward_passes():
+    """Probes start at their own layer from the dense pass's hidden states; they must score exactly what a
+    full masked forward pass scores (padding included), or every sensitivity score is wrong."""
+    model, batches = model_and_batches(seed=2, layers=4)
+    _assert_probes_match_full_passes(model, label_with_own_predictions(model, _padded(batches)))
+
+
+def test_skipping_layers_is_exact_for_qa_and_for_trimmed_models(tmp_path):
+    from transformers import BertForQuestionAnswering
+
+    from conftest import irregular_model_dir, tiny_config
+    from sensi_edge.loading import load_for_task
+    from sensi_edge.tasks import get_task
+
+    torch.manual_seed(0)
+    qa = BertForQuestionAnswering(tiny_config(layers=3)).eval()
+    _, batches = model_and_batches(seed=3)
+    for b in _padded(batches):
+        b["start_positions"] = torch.randint(0, 12, (16,))
+        b["end_positions"] = torch.randint(0, 12, (16,))
+    _assert_probes_match_full_passes(qa, batches)
+    # a trimmed model (a layer without heads, one without neurons) runs through the same skip
+    trimmed = load_for_task(str(irregular_model_dir(tmp_path)[0]), get_task("sst2"))[1].eval()
+    _, batches = model_and_batches(seed=4)
+    _assert_probes_match_full_passes(trimmed, label_with_own_predictions(trimmed, _padded(batches)))

@@ -11,6 +11,8 @@ is exactly what removing those rows/columns computes, so masked and pruned logit
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from torch import nn
 
 from ..cost import Geometry
@@ -21,6 +23,44 @@ class BertAdapter:
     @staticmethod
     def layers(model):
         return list(model.base_model.encoder.layer)
+
+    @staticmethod
+    @contextmanager
+    def capture_layer_inputs(model):
+        """Within the block every forward pass records the hidden states entering each encoder layer:
+        yields a list that holds, after a pass, one tensor per layer (the layer's input)."""
+        inputs: list = [None] * len(BertAdapter.layers(model))
+
+        def recorder(i):
+            def hook(module, args, kwargs):
+                inputs[i] = args[0] if args else kwargs["hidden_states"]
+            return hook
+
+        handles = [layer.register_forward_pre_hook(recorder(i), with_kwargs=True)
+                   for i, layer in enumerate(BertAdapter.layers(model))]
+        try:
+            yield inputs
+        finally:
+            for h in handles:
+                h.remove()
+
+    @staticmethod
+    @contextmanager
+    def start_at_layer(model, start: int, hidden):
+        """Within the block a forward pass runs only layers ``start`` onwards, fed ``hidden`` (the input of
+        layer ``start`` for this batch, from ``capture_layer_inputs``) in place of the embeddings' output.
+        The attention mask, pooler, head and loss are the model's own, so the result equals a full pass
+        whenever layers before ``start`` would have produced ``hidden`` -- why sensitivity probes of a
+        late layer need not recompute the early ones."""
+        encoder = model.base_model.encoder
+        full = encoder.layer
+        handle = model.base_model.embeddings.register_forward_hook(lambda module, args, output: hidden)
+        encoder.layer = nn.ModuleList(list(full)[start:])
+        try:
+            yield
+        finally:
+            encoder.layer = full
+            handle.remove()
 
     @staticmethod
     def geometry_from_config(cfg) -> Geometry:
