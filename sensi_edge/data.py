@@ -109,6 +109,7 @@ def load_task_data(spec: str, task: TaskSpec, eval_split: str | None = None) -> 
     if task.kind == "qa":
         _check_answers(where, train, val, val_name)
         return train, val, task
+    train, val, task = _map_string_labels(where, task, train, val, val_name)
     task = _check_labels(where, task, train, val, val_name)
     feature = train.features.get(task.label_column)
     if task.label_names is None and isinstance(feature, datasets.ClassLabel) and len(feature.names) == task.num_labels:
@@ -143,6 +144,37 @@ def _check_answers(where: str, train: Dataset, val: Dataset, val_name: str) -> N
                 if row["context"][start: start + len(text)] != text:
                     raise SensiEdgeError(f"{where}: split {split_name!r} row {row['id']!r}: answer {text!r} is not at "
                                          f"character {start} of its context; fix answer_start")
+
+
+def _map_string_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset, val_name: str):
+    """Text labels ("spam", "ham") become ids 0..N-1 and their names become the model's id2label.
+
+    The order is the task preset's label names when it has them (sst2: negative, positive), else the
+    sorted distinct training labels, so the same data always gives the same ids. A validation label
+    the training split never shows is an error (the model could not predict it)."""
+    col = task.label_column
+    train_labels, val_labels = list(train[col]), list(val[col])
+    if not any(isinstance(x, str) for x in train_labels + val_labels):
+        return train, val, task
+    if not all(isinstance(x, str) for x in train_labels + val_labels):
+        raise SensiEdgeError(f"{where}: labels in {col!r} mix text and numbers; use one kind (names or ids 0..N-1)")
+    names = list(task.label_names) if task.label_names else sorted(set(train_labels))
+    ids = {n: i for i, n in enumerate(names)}
+    for split_name, labels in (("train", train_labels), (val_name, val_labels)):
+        unknown = sorted(set(labels) - set(ids) if task.label_names else set(labels) - set(train_labels))
+        if unknown:
+            known = ", ".join(repr(n) for n in names)
+            raise SensiEdgeError(f"{where}: split {split_name!r} has label {unknown[0]!r}, not one of {known}; "
+                                 "fix the data or choose the right --task")
+    if task.num_labels is not None and task.num_labels != len(names):
+        raise SensiEdgeError(f"{where}: {len(names)} label names ({', '.join(names)}) but task {task.name} has "
+                             f"{task.num_labels} labels; choose the right --task/--num-labels")
+
+    def to_ids(batch):
+        return {col: [ids[x] for x in batch[col]]}
+
+    train, val = train.map(to_ids, batched=True), val.map(to_ids, batched=True)
+    return train, val, replace(task, num_labels=len(names), label_names=tuple(names))
 
 
 def _check_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset, val_name: str) -> TaskSpec:

@@ -1,9 +1,11 @@
 """ONNX export and ORT transformer fusion, each step checked against PyTorch by the caller.
 
-Export uses optimum's exporter with a BertOnnxConfig built directly from the model's config:
-optimum's task manager and ``main_export`` refuse the ``sensi_bert`` model type (and infer the
-library from the class's module), but the BERT ONNX config only needs hidden sizes, so the
-low-level ``export`` handles per-layer head counts and FFN widths unchanged.
+Export calls ``torch.onnx.export`` (the TorchScript exporter) directly, with the same arguments
+optimum-onnx 0.1.0 passes for BERT: inputs ids/mask/token types, outputs named ``logits`` or
+``start_logits``/``end_logits``, dynamic batch and sequence axes, constant folding. Why not optimum's
+exporter: optimum-onnx 0.1.0 requires transformers < 4.58, so depending on it would downgrade a
+transformers 5.x environment; and its task manager refuses our ``sensi_bert`` model type anyway. One
+exporter on both transformers lines means the parity gates always judge the same kind of graph.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
+import torch
 from onnx import TensorProto, helper
 
 from .errors import SensiEdgeError, first_line
@@ -36,18 +39,44 @@ def in_tempdir():
             os.chdir(old)
 
 
+class _Positional(torch.nn.Module):
+    """The model as a function of (input_ids, attention_mask, token_type_ids) returning its logits as
+    a tuple, so the traced graph has exactly the input and output names the runners and optimum use."""
+
+    def __init__(self, model, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model, self.outputs = model, outputs
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                         return_dict=True)
+        return tuple(out[name] for name in self.outputs)
+
+
+def output_names(model) -> tuple[str, ...]:
+    return ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
+
+
 def export_model(model, path: Path, opset: int = 17) -> None:
     """fp32 ONNX with dynamic batch and sequence axes; inputs ids/mask/token types."""
-    from optimum.exporters.onnx import export
-    from optimum.exporters.onnx.model_configs import BertOnnxConfig
+    import warnings
 
-    task = "question-answering" if hasattr(model, "qa_outputs") else "text-classification"
     model = model.cpu().eval()
+    outputs = output_names(model)
+    ids = torch.full((2, 16), 1000, dtype=torch.long)  # shapes are dynamic; values only need to be valid ids
+    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+    mask[1, 10:] = 0  # a padded row, so the mask path is traced as data-dependent
+    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in INPUTS}
+    axes.update({n: {0: "batch_size"} if n == "logits" else {0: "batch_size", 1: "sequence_length"} for n in outputs})
     try:
-        export(model, BertOnnxConfig(model.config, task=task), Path(path), opset=opset)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about python control flow on shapes
+            torch.onnx.export(_Positional(model, outputs), (ids, mask, types), str(path), input_names=list(INPUTS),
+                              output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
     except Exception as exc:
         raise SensiEdgeError(f"ONNX export failed: {first_line(exc)}") from exc
-    model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
+    model.eval()
     restore_unused_inputs(path)
 
 

@@ -78,3 +78,32 @@ def test_unknown_task_and_unreachable_hub():
         load_task_data("nobody-xyz/no-such-dataset", get_task("sst2"))
     with pytest.raises(SensiEdgeError, match="does not exist|not a folder"):
         load_task_data("./no/such/folder", get_task("sst2"))
+
+
+def _spam_rows(n, seed=0, names=("spam", "ham")):
+    return [{"sentence": f"message {seed}-{i}", "label": names[i % len(names)]} for i in range(n)]
+
+
+def test_text_labels_become_ids_and_label_names(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", _spam_rows(8))
+    write_jsonl(tmp_path / "validation.jsonl", _spam_rows(4, seed=1))
+    train, val, task = load_task_data(str(tmp_path), get_task("text-classification"))
+    assert task.label_names == ("ham", "spam") and task.num_labels == 2  # sorted: the same data, the same ids
+    assert train["label"][:2] == [1, 0] and val["label"][:2] == [1, 0]
+
+
+def test_text_labels_follow_the_presets_order(tmp_path):
+    rows = [{"sentence": f"s{i}", "label": ("positive", "negative")[i % 2]} for i in range(6)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "validation.jsonl", rows)
+    train, _, task = load_task_data(str(tmp_path), get_task("sst2"))
+    assert task.label_names == ("negative", "positive") and train["label"][:2] == [1, 0]
+
+
+@pytest.mark.parametrize("val_names,message", [(("spam", "eggs"), "label 'eggs', not one of 'ham', 'spam'"),
+                                               ((1, 0), "mix text and numbers")])
+def test_text_labels_the_model_cannot_know_are_errors(tmp_path, val_names, message):
+    write_jsonl(tmp_path / "train.jsonl", _spam_rows(8))
+    write_jsonl(tmp_path / "validation.jsonl", [{"sentence": f"v{i}", "label": n} for i, n in enumerate(val_names)])
+    with pytest.raises(SensiEdgeError, match=message):
+        load_task_data(str(tmp_path), get_task("text-classification"))

@@ -51,36 +51,74 @@ def test_saved_model_names_its_labels_in_a_pipeline(exported):
     assert {r["label"] for r in clf(SENTENCES)} <= {"negative", "positive"}
 
 
-@pytest.mark.parametrize("file_name", ["model.onnx", "model_int8_dynamic.onnx"])
-def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_name):
+NO_OPTIMUM = "optimum-onnx 0.1.0 needs transformers < 4.58: install sensi-edge[optimum] (the transformers 4.57 line)"
+
+
+def _pytorch_logits(model_dir, batch):
     import torch
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from transformers import AutoModelForSequenceClassification
+
+    ref = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    with torch.no_grad():
+        return ref(**batch).logits.numpy(), ref.config.id2label
+
+
+def _close(got, want, file_name):
+    if file_name == "model.onnx":
+        return np.abs(got - want).max() < 1e-4
+    # int8: same decisions, values within a fraction of the logit scale
+    return (got.argmax(-1) == want.argmax(-1)).all() and np.abs(got - want).max() <= 0.15 * np.abs(want).max() + 1e-3
+
+
+@pytest.mark.parametrize("file_name", ["model.onnx", "model_int8_dynamic.onnx"])
+def test_export_folder_runs_in_plain_onnxruntime_and_agrees_with_pytorch(exported, file_name):
+    """The README's plain-onnxruntime snippet: the tokenizer's output fed to the session as it is."""
+    import onnxruntime as rt
+    from transformers import AutoTokenizer
 
     run, onnx = exported
     tok = AutoTokenizer.from_pretrained(onnx)
-    ort_model = ORTModelForSequenceClassification.from_pretrained(onnx, file_name=file_name)
+    sess = rt.InferenceSession(str(onnx / file_name), providers=["CPUExecutionProvider"])
+    got = sess.run(None, dict(tok(SENTENCES, padding=True, return_tensors="np")))[0]
+    want, _ = _pytorch_logits(run / "model", tok(SENTENCES, padding=True, return_tensors="pt"))
+    assert _close(got, want, file_name)
+
+
+@pytest.mark.parametrize("file_name", ["model.onnx", "model_int8_dynamic.onnx"])
+def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_name):
+    ort = pytest.importorskip("optimum.onnxruntime", reason=NO_OPTIMUM)
+    from transformers import AutoTokenizer, pipeline
+
+    run, onnx = exported
+    tok = AutoTokenizer.from_pretrained(onnx)
+    ort_model = ort.ORTModelForSequenceClassification.from_pretrained(onnx, file_name=file_name)
     assert ort_model.config.id2label == {0: "negative", 1: "positive"}
     labels = [r["label"] for r in pipeline("text-classification", model=ort_model, tokenizer=tok)(SENTENCES)]
     assert set(labels) <= {"negative", "positive"}
-    ref = AutoModelForSequenceClassification.from_pretrained(run / "model", trust_remote_code=True).eval()
     batch = tok(SENTENCES, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        want = ref(**batch).logits.numpy()
+    want, id2label = _pytorch_logits(run / "model", batch)
     got = ort_model(**batch).logits
     got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
-    if file_name == "model.onnx":
-        assert np.abs(got - want).max() < 1e-4
-    else:  # int8: same decisions, values within a fraction of the logit scale
-        assert (got.argmax(-1) == want.argmax(-1)).all()
-        assert np.abs(got - want).max() <= 0.15 * np.abs(want).max() + 1e-3
-    assert labels == [ref.config.id2label[int(i)] for i in want.argmax(-1)]
-    # plain onnxruntime, fed the tokenizer's output as it is (the README's snippet)
-    import onnxruntime as rt
+    assert _close(got, want, file_name)
+    assert labels == [id2label[int(i)] for i in want.argmax(-1)]
 
-    sess = rt.InferenceSession(str(onnx / file_name), providers=["CPUExecutionProvider"])
-    plain = sess.run(None, dict(tok(SENTENCES, padding=True, return_tensors="np")))[0]
-    assert np.abs(plain - got).max() < 1e-5
+
+def test_loading_our_model_as_documented_asks_nothing_and_warns_nothing(exported):
+    """transformers 5 asks '[y/N]' on stdin for custom code unless trust_remote_code=True reaches every Auto
+    class, and warns about the model type when the config falls back: the README's calls must do neither."""
+    run, _ = exported
+    code = (f"from transformers import AutoTokenizer, AutoModelForSequenceClassification, pipeline\n"
+            f"d = {str(run / 'model')!r}\n"
+            "tok = AutoTokenizer.from_pretrained(d, trust_remote_code=True)\n"
+            "model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True)\n"
+            "print(pipeline('text-classification', model=d, trust_remote_code=True)('a fine film')[0]['label'])\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                         env={**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() in ("negative", "positive")
+    noise = [line for line in res.stderr.splitlines() if "[y/N]" in line or "model of type" in line
+             or "custom code" in line or "newly initialized" in line]
+    assert not noise, noise
 
 
 def test_python_dash_m_is_the_console_script():
@@ -91,9 +129,10 @@ def test_python_dash_m_is_the_console_script():
     assert ok.returncode == 0 and "compress" in ok.stdout
 
 
-def test_qa_export_folder_loads_in_optimum_pipeline(tmp_path, tiny_model_dir):
-    from optimum.onnxruntime import ORTModelForQuestionAnswering
-    from transformers import AutoTokenizer, pipeline
+def test_qa_export_folder_loads_in_optimum_pipeline_and_agrees_with_pytorch(tmp_path, tiny_model_dir):
+    import onnxruntime as rt
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
     from sensi_edge.export import ExportConfig, export
     from conftest import squad_rows
@@ -104,9 +143,19 @@ def test_qa_export_folder_loads_in_optimum_pipeline(tmp_path, tiny_model_dir):
     onnx = export(ExportConfig(tiny_model_dir, tmp_path / "onnx", quantize=("dynamic",), task="squad", data=str(d),
                                max_seq_length=64, doc_stride=16, max_metric_drop=100.0), log=lambda m: None).output
     tok = AutoTokenizer.from_pretrained(onnx)
-    context = "The museum opened in 1901 and was designed by Anna Berg."
+    question, context = "Who designed the museum?", "The museum opened in 1901 and was designed by Anna Berg."
+    ref = AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
+    with torch.no_grad():
+        want = ref(**tok(question, context, return_tensors="pt"))
     for file_name in ("model.onnx", "model_int8_dynamic.onnx"):
-        qa = pipeline("question-answering", model=ORTModelForQuestionAnswering.from_pretrained(onnx, file_name=file_name),
+        sess = rt.InferenceSession(str(onnx / file_name), providers=["CPUExecutionProvider"])
+        start, end = sess.run(["start_logits", "end_logits"], dict(tok(question, context, return_tensors="np")))
+        for got, ref_logits in ((start, want.start_logits.numpy()), (end, want.end_logits.numpy())):
+            scale = 1e-4 if file_name == "model.onnx" else 0.15 * np.abs(ref_logits).max() + 1e-3
+            assert np.abs(got - ref_logits).max() <= scale, file_name
+    ort = pytest.importorskip("optimum.onnxruntime", reason=NO_OPTIMUM)
+    for file_name in ("model.onnx", "model_int8_dynamic.onnx"):
+        qa = pipeline("question-answering", model=ort.ORTModelForQuestionAnswering.from_pretrained(onnx, file_name=file_name),
                       tokenizer=tok)
-        answer = qa(question="Who designed the museum?", context=context)
+        answer = qa(question=question, context=context)
         assert answer["answer"] and answer["answer"] in context

@@ -36,9 +36,10 @@ class EmptyAttention(nn.Module):
         super().__init__()
         self.output = BiasOnlyResidual(config)
 
-    def forward(self, hidden_states, *args, output_attentions=False, **kwargs):
-        out = self.output(hidden_states)
-        return (out, None) if output_attentions else (out,)
+    def forward(self, hidden_states, *args, **kwargs):
+        # (output, attention weights): transformers 5 unpacks exactly two values; 4.57 reads [0] and
+        # passes the rest on as the (absent) attention weights.
+        return self.output(hidden_states), None
 
 
 class EmptyIntermediate(nn.Module):
