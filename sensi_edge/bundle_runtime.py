@@ -81,7 +81,10 @@ def percentiles(samples_ms: list[float]) -> dict:
             "mean_ms": float(a.mean()), "runs": int(len(a))}
 
 
-def ort_session(path, threads: int):
+def ort_session(model, threads: int = 0):
+    """The one way sensi-edge opens an ONNX model: evaluate, export's parity checks, bench, bundle, this
+    script on the device and the GEMM ceiling all run the session they measure or score with the same
+    options. ``model`` is a path or serialized bytes; ``threads`` 0 = onnxruntime's default (one per core)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -92,7 +95,8 @@ def ort_session(path, threads: int):
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors reach the caller as exceptions; ORT's own log lines would double them
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
 
 
 def ort_callable(session):
@@ -164,17 +168,13 @@ def gemm_models(m: int = GEMM_SHAPE[0], k: int = GEMM_SHAPE[1], n: int = GEMM_SH
 
 
 def gemm_ceiling(threads: int, min_seconds: float = 2.0, models: dict | None = None, min_runs: int = 20) -> dict:
-    """Best (10th percentile) GFLOP/s of the fp32 and int8 ceiling graphs in ONNX Runtime on this CPU."""
-    import onnxruntime as ort
-
+    """Best (10th percentile) GFLOP/s of the fp32 and int8 ceiling graphs in ONNX Runtime on this CPU, in
+    sessions opened like the timed variants' (no spinning), so the ceiling and the variants compare."""
     models = models or gemm_models()
     rng = np.random.default_rng(0)
     out = {}
     for kind, model in models.items():
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(model) if isinstance(model, Path) else model, opts,
-                                    providers=["CPUExecutionProvider"])
+        sess = ort_session(model, threads)
         shape = sess.get_inputs()[0].shape
         m, k = shape
         n = sess.get_outputs()[0].shape[1]

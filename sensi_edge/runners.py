@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle_runtime import ort_session
 from .errors import SensiEdgeError, first_line
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -31,19 +32,11 @@ class TorchRunner:
 
 class OrtRunner:
     def __init__(self, path: Path, threads: int | None = None):
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise SensiEdgeError(f"ONNX file {path} does not exist")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors reach us as exceptions; ORT's own log lines would double them
-        if threads:
-            # ORT ignores OMP_NUM_THREADS; this is the only knob that counts.
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort_session(path, threads or 0)
         except Exception as exc:
             raise SensiEdgeError(f"cannot load ONNX file {path} ({first_line(exc, 120)}); pass a model*.onnx written by "
                                  "sensi-edge export") from exc

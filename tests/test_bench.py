@@ -195,3 +195,18 @@ def test_bare_base_model_is_timed_with_the_compared_models_head(tmp_path, tiny_m
     cls = bench(BenchConfig(models=(tiny_model_dir,), seq_len=16, threads=(1,), warmup=1, auto_baseline=False,
                             min_runs=3, min_seconds=0.05, ceiling_seconds=0.05), log=lambda m: None)
     assert [x["head"] for x in cls["results"]] == ["classification"]
+
+
+def test_evaluate_bench_and_the_device_open_the_same_session(irregular_export):
+    """evaluate / export parity (OrtRunner), bench and run.py all go through bundle_runtime.ort_session: the
+    session that is scored is the session that is timed."""
+    from sensi_edge.bundle_runtime import ort_session
+    from sensi_edge.runners import OrtRunner
+
+    _, onnx, _ = irregular_export
+    path = onnx / "model_int8_dynamic.onnx"
+    scored, timed = OrtRunner(path, threads=1).session.get_session_options(), ort_session(path, 1).get_session_options()
+    for opts in (scored, timed):
+        assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert scored.graph_optimization_level == timed.graph_optimization_level
