@@ -25,3 +25,10 @@ def test_importing_a_stage_module_first_does_not_shadow_its_function():
             "          for n in ('bench', 'compress', 'export', 'bundle')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_importing_the_package_loads_neither_torch_nor_transformers():
+    code = ("import sys, sensi_edge, sensi_edge.bundle_runtime, sensi_edge.checks\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
