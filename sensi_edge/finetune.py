@@ -177,7 +177,6 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         num_train_epochs=recipe.epochs,
         max_steps=max_steps if max_steps else -1,
         weight_decay=recipe.weight_decay,
-        warmup_ratio=recipe.warmup_ratio,
         lr_scheduler_type="linear",
         save_strategy="steps",
         save_steps=recipe.save_steps,
@@ -190,8 +189,8 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         data_seed=recipe.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        group_by_length=True,  # length-grouped batches: far less padding, which is most of CPU time
         disable_tqdm=False,
+        **_version_specific(recipe),
     )
     callbacks = [_LogFinalStep()]
     handle = None
@@ -269,3 +268,20 @@ def _whole_run_train_loss(trainer, session_loss: float, resumed_from: Path | Non
             before += entry["loss"] * (entry["step"] - prev)
             prev = entry["step"]
     return (before + session_loss * steps) / steps
+
+
+def _version_specific(recipe: Recipe) -> dict:
+    """TrainingArguments that transformers 5 renamed: warm-up as a ratio (4.57 ``warmup_ratio``; 5.x a float
+    ``warmup_steps`` < 1, the same ceil(ratio x steps)) and length-grouped batches (4.57 ``group_by_length``;
+    5.x ``train_sampling_strategy``), which cut padding, most of a CPU step's time."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    out = {"warmup_ratio": recipe.warmup_ratio} if "warmup_ratio" in params else {"warmup_steps": recipe.warmup_ratio}
+    if "group_by_length" in params:
+        out["group_by_length"] = True
+    else:
+        out["train_sampling_strategy"] = "group_by_length"
+    return out
