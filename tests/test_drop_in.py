@@ -140,11 +140,14 @@ def test_qa_export_folder_loads_in_optimum_pipeline_and_agrees_with_pytorch(tmp_
     d = tmp_path / "squad"
     write_jsonl(d / "train.jsonl", squad_rows(16))
     write_jsonl(d / "validation.jsonl", squad_rows(6, seed=1))
-    onnx = export(ExportConfig(tiny_model_dir, tmp_path / "onnx", quantize=("dynamic",), task="squad", data=str(d),
+    qa_dir = tmp_path / "qa-model"  # one QA head, saved: exported and compared against the same weights
+    AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir).save_pretrained(qa_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(qa_dir)
+    onnx = export(ExportConfig(qa_dir, tmp_path / "onnx", quantize=("dynamic",), task="squad", data=str(d),
                                max_seq_length=64, doc_stride=16, max_metric_drop=100.0), log=lambda m: None).output
     tok = AutoTokenizer.from_pretrained(onnx)
     question, context = "Who designed the museum?", "The museum opened in 1901 and was designed by Anna Berg."
-    ref = AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
+    ref = AutoModelForQuestionAnswering.from_pretrained(qa_dir).eval()
     with torch.no_grad():
         want = ref(**tok(question, context, return_tensors="pt"))
     for file_name in ("model.onnx", "model_int8_dynamic.onnx"):
