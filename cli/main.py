@@ -260,6 +260,11 @@ def report(
 def main() -> None:
     """The console script: typer's usage errors (a flag typo, a word where a number belongs) also as one
     ``error:`` line with exit 2, instead of a usage box."""
+    # transformers 5 draws a "Loading weights" bar for every from_pretrained: noise between our own progress
+    # lines, and it breaks the one-line error contract. Training and hub download bars are not affected.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         code = app(prog_name="sensi-edge", standalone_mode=False)
     except Exception as exc:

@@ -180,6 +180,10 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}")
 
     expected_heads = [h for h in geometry.heads if h > 0]
+    if expected_heads and not attention_heads(fused):
+        log("note: onnxruntime fused no attention layer (transformers 5 traces attention as reshape(..., -1, "
+            "head_dim), whose head count the fuser cannot read): the graphs are correct but slower; install the "
+            "transformers 4.57 line (sensi-edge[optimum]) for fused attention")
     variants = [("fp32", fused, {"fused": True})]
     if "dynamic" in cfg.quantize:
         t0 = time.perf_counter()

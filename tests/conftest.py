@@ -160,3 +160,9 @@ def irregular_export(tmp_path_factory, sst2_dir):
     res = export(ExportConfig(model_dir, root / "onnx", quantize=("dynamic",), task="sst2", data=str(sst2_dir),
                               max_metric_drop=100.0), log=lambda m: None)
     return model_dir, res.output, plan
+
+
+def transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])

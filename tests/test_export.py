@@ -35,6 +35,9 @@ def compressed_run(tmp_path_factory, sst2_dir):
 
 
 
+@pytest.mark.xfail(__import__("conftest").transformers_major() >= 5, strict=True,
+                   reason="transformers 5's attention reshapes to (..., -1, head_dim), so onnxruntime's fuser cannot read "
+                          "per-layer head counts: graphs export correct but without Attention fusion (README: known limits)")
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
     model_dir, plan = irregular_model_dir(tmp_path)
     res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
