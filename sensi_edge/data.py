@@ -161,7 +161,7 @@ def _map_string_labels(where: str, task: TaskSpec, train: Dataset, val: Dataset,
     names = list(task.label_names) if task.label_names else sorted(set(train_labels))
     ids = {n: i for i, n in enumerate(names)}
     for split_name, labels in (("train", train_labels), (val_name, val_labels)):
-        unknown = sorted(set(labels) - set(ids) if task.label_names else set(labels) - set(train_labels))
+        unknown = sorted(set(labels) - set(ids))  # ids: the preset's names, else the training labels
         if unknown:
             known = ", ".join(repr(n) for n in names)
             raise SensiEdgeError(f"{where}: split {split_name!r} has label {unknown[0]!r}, not one of {known}; "

@@ -20,6 +20,7 @@ import torch
 from onnx import TensorProto, helper
 
 from .errors import SensiEdgeError, first_line
+from .runners import output_names
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
@@ -53,10 +54,6 @@ class _Positional(torch.nn.Module):
         return tuple(out[name] for name in self.outputs)
 
 
-def output_names(model) -> tuple[str, ...]:
-    return ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
-
-
 def export_model(model, path: Path, opset: int = 17) -> None:
     """fp32 ONNX with dynamic batch and sequence axes; inputs ids/mask/token types."""
     import warnings
@@ -71,12 +68,12 @@ def export_model(model, path: Path, opset: int = 17) -> None:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about python control flow on shapes
-            torch.onnx.export(_Positional(model, outputs), (ids, mask, types), str(path), input_names=list(INPUTS),
+            torch.onnx.export(_Positional(model, outputs).eval(), (ids, mask, types), str(path), input_names=list(INPUTS),
                               output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
     except Exception as exc:
         raise SensiEdgeError(f"ONNX export failed: {first_line(exc)}") from exc
-    model.eval()
+    model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
     restore_unused_inputs(path)
 
 

@@ -15,13 +15,18 @@ from .errors import SensiEdgeError, first_line
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def output_names(model) -> tuple[str, ...]:
+    """What a PyTorch model's head returns, named as the ONNX graph and optimum name them."""
+    return ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
+
+
 class TorchRunner:
     def __init__(self, model):
         import torch
 
         self.model = model.eval()
         self._torch = torch
-        self.output_names = ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
+        self.output_names = output_names(model)
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         torch = self._torch

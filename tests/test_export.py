@@ -12,7 +12,7 @@ from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.export import ExportConfig, export
 from sensi_edge.finetune import Recipe
 
-from conftest import irregular_model_dir
+from conftest import irregular_model_dir, transformers_major
 
 INT8_MAX_DIFF_FRACTION = 0.15  # int8 parity tolerance: max |diff| <= 15% of the largest |fp32 logit|
 
@@ -35,7 +35,7 @@ def compressed_run(tmp_path_factory, sst2_dir):
 
 
 
-@pytest.mark.xfail(__import__("conftest").transformers_major() >= 5, strict=True,
+@pytest.mark.xfail(transformers_major() >= 5, strict=True,
                    reason="transformers 5's attention reshapes to (..., -1, head_dim), so onnxruntime's fuser cannot read "
                           "per-layer head counts: graphs export correct but without Attention fusion (README: known limits)")
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):

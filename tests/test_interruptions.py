@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import transformers_major
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 # compress through the library with small checkpoints (the CLI keeps the Trainer's 200-step default);
@@ -108,7 +110,7 @@ def _train_info(out: Path, stage: str) -> dict:
     return json.loads((out / ("baseline.json" if stage == "baseline" else "trim.json")).read_text())["train"]
 
 
-@pytest.mark.xfail(__import__("conftest").transformers_major() >= 5, strict=False,
+@pytest.mark.xfail(transformers_major() >= 5, strict=False,
                    reason="on transformers 5.24 a resumed fine-tune completes but its loss differs from the "
                           "uninterrupted run's (README: known limits)")
 @pytest.mark.parametrize("stage,n", [("baseline", 3), ("trim", 2)])
