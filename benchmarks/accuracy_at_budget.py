@@ -7,6 +7,8 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
 - ``default``        compress as shipped: the fine-tuned dense model is analysed and trimmed from,
                      calibrated allocation, per-layer floors, no teacher.
 - ``distill``        default + ``--distill`` (the trimmed fine-tune also matches the dense model's outputs).
+- ``distill-hidden`` distill + ``--distill-hidden 1``: every layer's output also matches the dense model's
+                     (relative squared error, CoFi-style layer distillation).
 - ``one-fine-tune``  ``--no-baseline``: warm-up (10% of the recipe) -> sensitivity -> trimmed fine-tune,
                      one fine-tune's cost; scored against the same seed's dense model from ``default``.
 - ``first-version``  the method as it was before issue 12: trimmed from the warm-up model, rank
@@ -50,12 +52,13 @@ TASKS = {
 VARIANTS = {
     "default": {},
     "distill": {"distill": True},
+    "distill-hidden": {"distill": True, "distill_hidden": 1.0},
     "one-fine-tune": {"baseline": False},
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
     "kwon": {"method": "fisher-mask"},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
-FLAGS = {"default": "", "distill": " --distill", "one-fine-tune": " --no-baseline",
+FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask"}
 
 
@@ -103,7 +106,7 @@ def train(args) -> None:
                 is_warm_anchor = variant == "one-fine-tune" and budget == first
                 if is_anchor or is_warm_anchor:
                     reuse = None
-                elif variant in ("default", "distill", "kwon"):
+                elif variant in ("default", "distill", "distill-hidden", "kwon"):
                     reuse = anchor
                 else:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None

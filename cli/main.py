@@ -90,6 +90,7 @@ def compress(
     floor_heads: Optional[float] = typer.Option(None, help="share of every layer's heads always kept [default: 0.15; squad 0.3]"),
     floor_ffn: Optional[float] = typer.Option(None, help="share of every layer's FFN neurons always kept [default: 0.1; squad 0.2]"),
     distill: bool = typer.Option(False, help="trimmed fine-tune also matches the dense fine-tuned model's outputs (needs the baseline)"),
+    distill_hidden: float = typer.Option(0.0, help="with --distill: weight of layer-wise hidden-state matching (0 = outputs only)"),
     ramp: float = typer.Option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)"),
     baseline: bool = typer.Option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed from (--no-baseline: one fine-tune, from a brief warm-up)"),
     method: str = typer.Option("sensitivity", help="sensitivity (Sensi-BERT) | uniform | magnitude | random | fisher-mask | truncate (comparison methods)"),
@@ -111,7 +112,7 @@ def compress(
         doc_stride=doc_stride,
         calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
         warmup_fraction=warmup_fraction, ramp=ramp, baseline=baseline, allocation=allocation, floor_heads=floor_heads,
-        floor_ffn=floor_ffn, distill=distill, method=method, reuse=reuse,
+        floor_ffn=floor_ffn, distill=distill, distill_hidden=distill_hidden, method=method, reuse=reuse,
         keep_intermediate=keep_intermediate, text_columns=tuple(text_column or ()),
         label_column=label_column, num_labels=num_labels,
     )

@@ -60,6 +60,7 @@ class CompressConfig:
     floor_heads: float | None = None  # per-layer floors; None = the task kind's default (planner.Floors.for_task)
     floor_ffn: float | None = None
     distill: bool = False  # trimmed fine-tune also matches the dense fine-tuned model's outputs
+    distill_hidden: float = 0.0  # with distill: weight of layer-wise hidden-state matching (0 = outputs only)
     baseline: bool = True
     method: str = "sensitivity"  # or a comparison method from baselines.METHODS
     reuse: Path | None = None  # a kept run whose baseline / warm-up / sensitivity stages this run reuses
@@ -95,6 +96,10 @@ class CompressConfig:
         if self.baseline and self.warmup_fraction is not None:
             raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the "
                                  "baseline the fine-tuned dense model is analysed: drop --warmup-fraction")
+        if not (math.isfinite(self.distill_hidden) and self.distill_hidden >= 0):
+            raise SensiEdgeError(f"--distill-hidden must be a weight >= 0, got {self.distill_hidden}")
+        if self.distill_hidden > 0 and not self.distill:
+            raise SensiEdgeError("--distill-hidden weights a part of the distillation loss: add --distill")
         if self.distill and not self.baseline:
             raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
         if self.method == "fisher-mask" and not self.baseline:
@@ -422,11 +427,13 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
                     "mask_tuning": tuning_log}
         else:
             stage("trim", f"fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
-                       + (", distilled from the dense model" if cfg.distill else "") + ", then remove")
+                       + (", distilled from the dense model" if cfg.distill else "")
+                       + (f" (hidden states, weight {cfg.distill_hidden:g})" if cfg.distill_hidden else "") + ", then remove")
             schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
             teacher = load_for_task(str(work / "dense_model"), task)[1] if cfg.distill else None
             model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
-                                           resume=resume, schedule=schedule, teacher=teacher)
+                                           resume=resume, schedule=schedule, teacher=teacher,
+                                           hidden_weight=cfg.distill_hidden)
             del teacher
             handle.remove()
         model = model.cpu().eval()
@@ -612,6 +619,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,
                        "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
         "distill": cfg.distill,
+        "distill_hidden": cfg.distill_hidden,
         "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
         "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},

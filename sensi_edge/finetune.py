@@ -142,9 +142,28 @@ def distill_loss(student_out, teacher_out, attention_mask=None, temperature: flo
     return total / 2
 
 
+def hidden_distill_loss(student_hidden, teacher_hidden, attention_mask=None):
+    """Layer-wise hidden-state matching (CoFi, Xia et al. 2022, without their layer mapping: trimming keeps
+    every layer and the hidden size, so layer l of the student answers layer l of the teacher).
+
+    Per layer: squared error over the real (unpadded) tokens divided by the teacher's mean square there,
+    so a layer whose activations are large does not outweigh the rest; the mean over the layers' outputs
+    (the embedding output, index 0, is not trimmed and is skipped)."""
+    total, layers = 0.0, 0
+    keep = attention_mask.unsqueeze(-1).to(teacher_hidden[1].dtype) if attention_mask is not None else None
+    for s, t in zip(student_hidden[1:], teacher_hidden[1:]):
+        if keep is None:
+            err, ref = ((s - t) ** 2).mean(), (t ** 2).mean()
+        else:
+            err, ref = (((s - t) ** 2) * keep).sum(), ((t ** 2) * keep).sum()
+        total, layers = total + err / ref.clamp_min(1e-12), layers + 1
+    return total / max(layers, 1)
+
+
 class _DistillTrainer(Trainer):
-    def __init__(self, *args, teacher=None, **kwargs):
+    def __init__(self, *args, teacher=None, hidden_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.hidden_weight = hidden_weight
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -152,22 +171,29 @@ class _DistillTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
 
-        out = model(**inputs)
+        hidden = self.hidden_weight > 0
+        out = model(**inputs, output_hidden_states=hidden)
         if next(self.teacher.parameters()).device != out.loss.device:
             self.teacher.to(out.loss.device)
         with torch.no_grad():
-            teacher_out = self.teacher(**{k: v for k, v in inputs.items() if k in INPUT_NAMES})
-        loss = DISTILL_ALPHA * out.loss + (1 - DISTILL_ALPHA) * distill_loss(out, teacher_out, inputs.get("attention_mask"))
+            teacher_out = self.teacher(**{k: v for k, v in inputs.items() if k in INPUT_NAMES},
+                                       output_hidden_states=hidden)
+        mask = inputs.get("attention_mask")
+        loss = DISTILL_ALPHA * out.loss + (1 - DISTILL_ALPHA) * distill_loss(out, teacher_out, mask)
+        if hidden:
+            loss = loss + self.hidden_weight * hidden_distill_loss(out.hidden_states, teacher_out.hidden_states, mask)
         return (loss, out) if return_outputs else loss
 
 
 def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, resume: bool = False,
-             schedule: TrimSchedule | None = None, max_steps: int | None = None, teacher=None):
+             schedule: TrimSchedule | None = None, max_steps: int | None = None, teacher=None,
+             hidden_weight: float = 0.0):
     """Train ``model`` in place; checkpoints go to ``output_dir`` and a rerun with resume continues them.
 
     With a schedule, its masks stay attached to the returned model (the caller removes them after
     surgery); the final masks are the plan's. With a ``teacher``, the loss is
-    ``DISTILL_ALPHA * task loss + (1 - DISTILL_ALPHA) * distill_loss(student, teacher)``.
+    ``DISTILL_ALPHA * task loss + (1 - DISTILL_ALPHA) * distill_loss(student, teacher)``, plus
+    ``hidden_weight * hidden_distill_loss`` when that weight is > 0.
     """
     output_dir = Path(output_dir)
     args = TrainingArguments(
@@ -199,7 +225,7 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         callbacks.append(_ScheduleCallback(schedule))
     kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
                   callbacks=callbacks)
-    trainer = _DistillTrainer(**kwargs, teacher=teacher) if teacher is not None else Trainer(**kwargs)
+    trainer = _DistillTrainer(**kwargs, teacher=teacher, hidden_weight=hidden_weight) if teacher is not None else Trainer(**kwargs)
     last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     train_loss = _whole_run_train_loss(trainer, result.training_loss, last)

@@ -179,6 +179,47 @@ def test_distillation_trainer_adds_the_teacher_term(tmp_path):
     assert other > same + 0.01
 
 
+def test_hidden_state_distillation_is_relative_per_layer_and_ignores_padding(tmp_path):
+    """The hidden term is 0 for a student equal to the teacher, does not change when only padded positions differ
+    or when the embedding output differs, and weighs a layer by its relative error (scaling a layer's activations
+    and its error together changes nothing); the trainer adds it with its weight."""
+    import copy
+
+    from transformers import TrainingArguments
+
+    from sensi_edge.finetune import _DistillTrainer, hidden_distill_loss
+
+    g = torch.Generator().manual_seed(0)
+    t = [torch.randn(2, 5, 4, generator=g) for _ in range(3)]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    assert float(hidden_distill_loss(t, t, mask)) == pytest.approx(0.0, abs=1e-7)
+    s = [x.clone() for x in t]
+    s[0] += 5.0  # embedding output: not trimmed, not matched
+    s[1][0, 3:] += 7.0  # padding only
+    assert float(hidden_distill_loss(s, t, mask)) == pytest.approx(0.0, abs=1e-7)
+    s = [x.clone() for x in t]
+    s[2] = t[2] * 1.1  # 1% relative squared error in the last layer, none in the first
+    assert float(hidden_distill_loss(s, t, mask)) == pytest.approx(0.01 / 2, rel=1e-4)
+    big_t, big_s = [x * 100 for x in t], [x * 100 for x in s]
+    assert float(hidden_distill_loss(big_s, big_t, mask)) == pytest.approx(0.01 / 2, rel=1e-4)
+
+    model, batches = model_and_batches(seed=4)
+    inputs = label_with_own_predictions(model, batches)[0]
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    teacher = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in teacher.bert.encoder.layer[0].output.dense.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+        plain = float(_DistillTrainer(model=model, args=args, teacher=teacher).compute_loss(model, inputs))
+        weighted = float(_DistillTrainer(model=model, args=args, teacher=teacher, hidden_weight=2.0)
+                         .compute_loss(model, inputs))
+        s_h = model(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+        t_h = teacher(**{k: v for k, v in inputs.items() if k != "labels"}, output_hidden_states=True).hidden_states
+    expected = 2.0 * float(hidden_distill_loss(s_h, t_h, inputs["attention_mask"]))
+    assert expected > 1e-4
+    assert weighted - plain == pytest.approx(expected, rel=1e-4)
+
+
 def _padded(batches, seed=0):
     """Give every batch rows of different lengths (padding masked out), as real calibration batches have."""
     g = torch.Generator().manual_seed(seed)
