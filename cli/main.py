@@ -40,6 +40,10 @@ def _guarded(command):
 
         previous = signal.signal(signal.SIGTERM, terminate)
         try:
+            if command.__name__ != "compress":  # the one command that runs under torchrun / accelerate launch
+                from sensi_edge.distributed import refuse_launcher
+
+                refuse_launcher(command.__name__)
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -64,6 +68,14 @@ def _guarded(command):
     return run
 
 
+def _precision(bf16: bool, fp16: bool) -> str:
+    from sensi_edge.errors import SensiEdgeError
+
+    if bf16 and fp16:
+        raise SensiEdgeError("--bf16 and --fp16 both given; pick one")
+    return "bf16" if bf16 else "fp16" if fp16 else "fp32"
+
+
 @app.command()
 @_guarded
 def compress(
@@ -76,7 +88,9 @@ def compress(
     absolute: bool = typer.Option(False, help="read --budget as an absolute encoder parameter / FLOP count"),
     epochs: float = typer.Option(3.0, help="fine-tuning epochs (dense baseline and trimmed model alike)"),
     learning_rate: float = typer.Option(5e-5),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, help="global batch: under torchrun / accelerate launch split over the processes"),
+    bf16: bool = typer.Option(False, "--bf16", help="fine-tune in bfloat16 mixed precision (GPU, or a CPU with bf16)"),
+    fp16: bool = typer.Option(False, "--fp16", help="fine-tune in float16 mixed precision (CUDA GPU only)"),
     max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split"),
     max_eval_samples: Optional[int] = typer.Option(None, help="subsample the validation split"),
     max_seq_length: Optional[int] = typer.Option(None, help="[default: 128, 384 for squad]"),
@@ -107,7 +121,8 @@ def compress(
 
     cfg = CompressConfig(
         task=task, data=data, output=output, model=model, budget=budget, budget_kind=budget_kind, absolute=absolute,
-        recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed),
+        recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
+                      precision=_precision(bf16, fp16)),
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
         doc_stride=doc_stride,
         calibration_samples=calibration_samples, sensitivity_method=sensitivity, probe_density=probe_density,
@@ -117,6 +132,10 @@ def compress(
         label_column=label_column, num_labels=num_labels,
     )
     result = run(cfg, resume=resume, log=lambda m: typer.echo(m, err=True))
+    from sensi_edge.distributed import world
+
+    if not world().is_main:
+        return  # under a launcher rank 0 speaks for the run
     r = result.report
     m = r["metric"]
     base = f"{r['dense_baseline'][m]:.2f}" if r["dense_baseline"] else "n/a"

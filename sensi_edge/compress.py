@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from . import distributed
 from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError, first_line
 from .finetune import Recipe
@@ -165,11 +166,12 @@ class _Timer:
 
     FLUSH_SECONDS = 5.0
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
+        """``path=None``: keep time in memory only (ranks other than 0 write nothing)."""
         import threading
 
         self.path = path
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path is not None and path.exists() else {}
         self._lock = threading.Lock()
         self._running: tuple[str, float, float] | None = None  # stage, start, seconds before this session
         self._stop = threading.Event()
@@ -188,7 +190,8 @@ class _Timer:
             if self._running is not None:
                 stage, t0, before = self._running
                 self.seconds[stage] = before + time.perf_counter() - t0
-            write_json_atomic(self.path, self.seconds)
+            if self.path is not None:
+                write_json_atomic(self.path, self.seconds)
 
     def start(self, stage: str) -> None:
         with self._lock:
@@ -251,34 +254,41 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json); "
                             "pass the output folder of a run made with --keep-intermediate")
+    w = distributed.world()
+    if cfg.recipe.batch_size % w.size:
+        raise SensiEdgeError(f"--batch-size {cfg.recipe.batch_size} is the global batch, split over the {w.size} "
+                             f"processes: make it a multiple of {w.size}")
     train, val, task = load_task_data(cfg.data, task)
-    work = check_output(output, resume)
+    distributed.join()
+    # Under a launcher only rank 0 touches the folder; its verdict (or its error) reaches every rank.
+    problem = None
+    if w.is_main:
+        try:
+            check_output(output, resume)
+        except SensiEdgeError as exc:
+            problem = exc
+    _agree(problem)
+    work = _partial_dir(output)
     lock, timer = RunLock(work), None
     try:
-        if not resume:
+        problem = None
+        if w.is_main:
             try:
-                work.mkdir(parents=True)
-            except FileExistsError:  # another run created it since the check
-                raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
-        if resume:  # checked before locking, so a refused resume leaves the folder exactly as it was
-            saved = json.loads((work / "run.json").read_text())
-            if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
-                raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
-                                     "or delete it")
-        lock.acquire()
-        if resume:
-            write_json_atomic(work / "run.json", {**saved, "sessions": saved.get("sessions", 1) + 1})
-            _remove_temp_files(work)  # left by a kill in the middle of an atomic write
-        else:
-            write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec, "sessions": 1})
-            if cfg.reuse:
-                _copy_reusable(Path(cfg.reuse), work, cfg, log)
-        timer = _Timer(work / "timings.json")
-        report = _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len)
+                _open_work(work, cfg, resume, lock, model_spec, log)
+            except SensiEdgeError as exc:
+                problem = exc
+        _agree(problem)
+        timer = _Timer(work / "timings.json") if w.is_main else _Timer(None)
+        report = _run_stages(cfg, resume, log if w.is_main else _quiet, work, timer, task, budget, model_spec, train,
+                             val, seq_len)
         timer.close()
-        _remove_temp_files(work)
-        _publish(work, output)  # still under the lock: nobody can --resume a folder being renamed
-        (output / LOCK_NAME).unlink(missing_ok=True)
+        if w.is_main:
+            _remove_temp_files(work)
+            _publish(work, output)  # still under the lock: nobody can --resume a folder being renamed
+            (output / LOCK_NAME).unlink(missing_ok=True)
+        distributed.barrier()
+        if not w.is_main:
+            report = json.loads((output / "report.json").read_text())
         return CompressResult(output, report)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished stages and checkpoints are kept in {work}: rerun the same command "
@@ -286,7 +296,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     except BaseException:
         # A run that never finished a stage of its own or wrote a checkpoint leaves nothing behind; one that did
         # stays resumable.
-        if not resume and not _has_progress(work):
+        # Only a folder this process created and locked is ever deleted.
+        if w.is_main and lock.held and not resume and not _has_progress(work):
             if timer is not None:
                 timer.close()
             lock.release()
@@ -298,6 +309,41 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                 timer.close()
         finally:
             lock.release()
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: one process speaks for the run."""
+
+
+def _agree(problem: SensiEdgeError | None) -> None:
+    """Raise rank 0's setup error on every rank (rank 0 re-raises its own), so none waits for the others."""
+    message = distributed.from_main(str(problem) if problem is not None else None)
+    if problem is not None:
+        raise problem
+    if message is not None:
+        raise SensiEdgeError(message)
+
+
+def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, model_spec: str, log) -> None:
+    """Create (or reopen for --resume) the work folder, lock it and record the run's settings."""
+    if not resume:
+        try:
+            work.mkdir(parents=True)
+        except FileExistsError:  # another run created it since the check
+            raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
+    if resume:  # checked before locking, so a refused resume leaves the folder exactly as it was
+        saved = json.loads((work / "run.json").read_text())
+        if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
+            raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
+                                 "or delete it")
+    lock.acquire()
+    if resume:
+        write_json_atomic(work / "run.json", {**saved, "sessions": saved.get("sessions", 1) + 1})
+        _remove_temp_files(work)  # left by a kill in the middle of an atomic write
+    else:
+        write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec, "sessions": 1})
+        if cfg.reuse:
+            _copy_reusable(Path(cfg.reuse), work, cfg, log)
 
 
 def _remove_temp_files(work: Path) -> None:
@@ -333,6 +379,14 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
     from .task_eval import evaluator_for
 
     torch.manual_seed(cfg.recipe.seed)
+    w = distributed.world()
+    main = w.is_main
+
+    def todo(path: Path) -> bool:
+        """Whether a stage still has to run, as rank 0 sees it (every rank then does the same)."""
+        distributed.barrier()  # the previous stage's files are all written
+        return not distributed.from_main(path.exists())
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_spec)
     except Exception as exc:
@@ -361,21 +415,23 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
 
     # ---- baseline --------------------------------------------------------------------------
     baseline_path = work / "baseline.json"
-    if cfg.baseline and not baseline_path.exists():
+    if cfg.baseline and todo(baseline_path):
         stage("baseline", "dense fine-tune with the same recipe")
         _, model = load_for_task(model_spec, task)
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
-        metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
-        _save_model_atomic(model, tokenizer, work / "dense_model")  # analysed, trimmed from, and the distillation teacher
-        write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
-        shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
+        if main:
+            metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
+            _save_model_atomic(model, tokenizer, work / "dense_model")  # analysed, trimmed from, the teacher
+            write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
+            shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
         timer.stop()
         del model
+    distributed.barrier()
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
 
     # ---- warm-up (one-fine-tune mode only) + sensitivity ------------------------------------
     warm_dir = work / ("dense_model" if cfg.baseline else "warm_model")  # the analysed model
-    if not (warm_dir / "config.json").exists():
+    if todo(warm_dir / "config.json"):
         if cfg.baseline:
             raise SensiEdgeError(f"internal error: the baseline stage left no {warm_dir}")
         stage("warmup", "brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
@@ -383,24 +439,26 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
         warm_steps = max(1, int(round(cfg.effective_warmup_fraction * recipe_steps)))
         model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
                                   max_steps=warm_steps)
-        _save_model_atomic(model, tokenizer, warm_dir)
-        shutil.rmtree(work / "ckpt-warmup", ignore_errors=True)
+        if main:
+            _save_model_atomic(model, tokenizer, warm_dir)
+            shutil.rmtree(work / "ckpt-warmup", ignore_errors=True)
         timer.stop()
     sens_path = work / "sensitivity.json"
-    if not sens_path.exists():
-        stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}")
+    if todo(sens_path):
+        stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}"
+                             + (f", calibration batches split over {w.size} processes" if w.distributed else ""))
         _, model = load_for_task(str(warm_dir), task)
-        if torch.cuda.is_available():
-            model = model.cuda()
-        report = analyse(model, calib, cfg.probe_density, cfg.sensitivity_method)
-        plot_heatmap(report, work / "sensitivity.png")
-        report.save(sens_path)
+        report = analyse(model.to(distributed.device_for(w)), calib, cfg.probe_density, cfg.sensitivity_method)
+        if main:
+            plot_heatmap(report, work / "sensitivity.png")
+            report.save(sens_path)
         timer.stop()
+    distributed.barrier()
     sens = SensitivityReport.load(sens_path)
 
     # ---- plan --------------------------------------------------------------------------------
     plan_path = work / "plan.json"
-    if not plan_path.exists():
+    if todo(plan_path) and main:  # cheap and deterministic: rank 0 plans, the others read its plan
         stage("plan", f"{cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
         model = load_for_task(str(warm_dir), task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
         plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
@@ -409,13 +467,14 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
         plan = replace(plan, source={**plan.source, "method": cfg.method, "model": model_spec, "task": task.name})
         plan.save(plan_path)
         timer.stop()
+    distributed.barrier()
     plan = TrimPlan.load(plan_path)
     log(f"plan: heads per layer {list(plan.trimmed.heads)}, FFN per layer {list(plan.trimmed.ffn)}")
 
     # ---- trimmed fine-tune + physical removal -------------------------------------------------
     trim_path = work / "trim.json"
     model_dir = work / "model"
-    if not trim_path.exists():
+    if todo(trim_path) and (main or cfg.method != "fisher-mask"):  # mask tuning is not distributed: rank 0 only
         _, model = load_for_task(str(warm_dir), task)
         if cfg.method == "fisher-mask":
             from .kwon import fold, tune_masks
@@ -436,16 +495,20 @@ def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, 
                                            hidden_weight=cfg.distill_hidden)
             del teacher
             handle.remove()
-        model = model.cpu().eval()
-        trimmed = apply_plan(model, plan)
-        probe = {k: v for k, v in calib[0].items() if k in INPUT_NAMES}
-        diff = parity(model, trimmed, plan, probe)
-        if not diff <= 1e-4:  # also catches NaN
-            raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
-        _save_model_atomic(trimmed, tokenizer, model_dir)
-        write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
-        shutil.rmtree(work / "ckpt-trim", ignore_errors=True)
+        if main:
+            model = model.cpu().eval()
+            trimmed = apply_plan(model, plan)
+            probe = {k: v for k, v in calib[0].items() if k in INPUT_NAMES}
+            diff = parity(model, trimmed, plan, probe)
+            if not diff <= 1e-4:  # also catches NaN
+                raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
+            _save_model_atomic(trimmed, tokenizer, model_dir)
+            write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
+            shutil.rmtree(work / "ckpt-trim", ignore_errors=True)
         timer.stop()
+    distributed.barrier()
+    if not main:
+        return {}  # rank 0 scores, reports and publishes; compress() reads its report after the rename
     trim_info = json.loads(trim_path.read_text())
 
     # ---- report ------------------------------------------------------------------------------
@@ -626,8 +689,17 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         "whole_run_wall_seconds": round(whole_total, 1),
         "sensitivity_share_of_wall_time": round(sens_share, 4),
         "threads": __import__("torch").get_num_threads(),
+        **_launch_facts(cfg),
         "sessions": json.loads((Path(model_dir).parent / "run.json").read_text()).get("sessions", 1),
     }
+
+
+def _launch_facts(cfg) -> dict:
+    """How the run was launched: processes (torchrun / accelerate launch), the device they trained on,
+    the fine-tuning precision."""
+    w = distributed.world()
+    return {"world_size": w.size, "device_type": distributed.device_for(w).split(":")[0],
+            "precision": cfg.recipe.precision}
 
 
 def render_markdown(r: dict) -> str:

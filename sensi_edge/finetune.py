@@ -18,14 +18,22 @@ from pathlib import Path
 
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
+from . import distributed
 from .artifacts import TrimPlan
 from .masking import MaskSet, attach
 from .runners import INPUT_NAMES
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """The fine-tuning recipe; the dense baseline and the trimmed model use the same one."""
+    """The fine-tuning recipe; the dense baseline and the trimmed model use the same one.
+
+    ``batch_size`` is the global batch: under torchrun / accelerate launch with N processes each takes
+    batch_size / N rows of every batch (accelerate's ``split_batches``), so the steps, the rows each step
+    sees and hence the result do not depend on how many processes train."""
 
     epochs: float = 3.0
     learning_rate: float = 5e-5
@@ -34,6 +42,7 @@ class Recipe:
     warmup_ratio: float = 0.06
     seed: int = 42
     save_steps: int = 200
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (mixed precision, through the Trainer; fp16 needs a GPU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +61,13 @@ class Recipe:
             raise SensiEdgeError(f"save_steps must be an integer >= 1, got {self.save_steps}")
         if not 0 <= self.seed < 2 ** 32:
             raise SensiEdgeError(f"--seed must be in [0, 2^32), got {self.seed}")
+        if self.precision not in PRECISIONS:
+            raise SensiEdgeError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.precision == "fp16":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SensiEdgeError("--fp16 needs a CUDA GPU (none is visible); use --bf16 on a CPU or drop it")
 
 
 class TrimSchedule:
@@ -216,6 +232,13 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=False,
+        # without a GPU, say so: accelerate only forms a multi-process CPU group (DDP over gloo) when told
+        use_cpu=distributed.device_for(distributed.world()) == "cpu",
+        ddp_find_unused_parameters=False,  # every weight takes part (masks multiply, they do not skip)
+        bf16=recipe.precision == "bf16",
+        fp16=recipe.precision == "fp16",
+        # under a launcher --batch-size stays the global batch, split over the processes (see Recipe)
+        **({"accelerator_config": {"split_batches": True}} if distributed.world().distributed else {}),
         **_version_specific(recipe),
     )
     callbacks = [_LogFinalStep()]
@@ -226,7 +249,10 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
                   callbacks=callbacks)
     trainer = _DistillTrainer(**kwargs, teacher=teacher, hidden_weight=hidden_weight) if teacher is not None else Trainer(**kwargs)
-    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() else None
+    # rank 0 alone looks for (and deletes torn) checkpoints; every rank resumes from the one it found
+    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() and distributed.world().is_main else None
+    last = distributed.from_main(str(last) if last else None)
+    last = Path(last) if last else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
     if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):

@@ -36,6 +36,10 @@ class RunLock:
         self._fd = fd
         return self
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         """Drop the flock. The file stays: deleting it while another process holds it open would let that
         process lock a nameless inode while a third locks a new file of the same name. compress removes
