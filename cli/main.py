@@ -84,7 +84,8 @@ def compress(
     output: Path = typer.Option(..., help="run folder; the model lands in OUTPUT/model, the report in OUTPUT/report.json"),
     model: Optional[str] = typer.Option(None, help="hub id or local folder [default: packaged all-MiniLM-L6-v2]"),
     budget: float = typer.Option(0.5, help="fraction (0, 1] of the dense encoder to keep, or a count with --absolute"),
-    budget_kind: str = typer.Option("params", help="params | flops (FLOPs at --max-seq-length)"),
+    budget_kind: str = typer.Option("params", help="params | flops (FLOPs at --max-seq-length) | latency (--budget in ms per sequence, needs --latency-profile)"),
+    latency_profile: Optional[Path] = typer.Option(None, help="a `sensi-edge profile` JSON: the latency budget's table, and the report's predicted latency"),
     absolute: bool = typer.Option(False, help="read --budget as an absolute encoder parameter / FLOP count"),
     epochs: float = typer.Option(3.0, help="fine-tuning epochs (dense baseline and trimmed model alike)"),
     learning_rate: float = typer.Option(5e-5),
@@ -121,6 +122,7 @@ def compress(
 
     cfg = CompressConfig(
         task=task, data=data, output=output, model=model, budget=budget, budget_kind=budget_kind, absolute=absolute,
+        latency_profile=latency_profile,
         recipe=Recipe(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
                       precision=_precision(bf16, fp16)),
         max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, max_seq_length=max_seq_length,
@@ -144,6 +146,31 @@ def compress(
         f"{r['params']['encoder_after_saved']:,}/{r['params']['encoder_before']:,} ({r['params']['encoder_ratio']:.1%}); "
         f"wall {r['wall_seconds']['total']:.0f}s -> {result.output}"
     )
+
+
+@app.command()
+@_guarded
+def profile(
+    output: Path = typer.Option(..., help="the latency profile (JSON) to write"),
+    model: Optional[str] = typer.Option(None, help="the base model whose depth and widths to profile [default: packaged all-MiniLM-L6-v2]"),
+    threads: int = typer.Option(1, help="ONNX Runtime intra-op threads (plan for the threads the target will use)"),
+    seq_len: int = typer.Option(128, help="tokens per sequence the latency is predicted for"),
+    precision: str = typer.Option("int8", help="int8 (dynamic, what export makes) | fp32"),
+    points: int = typer.Option(12, help="irregular models timed for the fit (dense and nearly empty included)"),
+    seconds: float = typer.Option(1.0, help="measured time per model (at least 50 runs each)"),
+    keep_models: Optional[Path] = typer.Option(None, help="keep the profile's ONNX models in this new folder (bundle them for a board)"),
+    overwrite: bool = typer.Option(False, help="replace an existing --output"),
+):
+    """Measure what a head and an FFN neuron cost on this CPU; the table `compress --budget-kind latency` plans with."""
+    from sensi_edge.latency import ProfileConfig, profile as run
+
+    r = run(ProfileConfig(output=output, model=model, threads=threads, seq_len=seq_len, precision=precision,
+                          points=points, seconds=seconds, keep_models=keep_models, overwrite=overwrite),
+            log=lambda m: typer.echo(m, err=True))
+    f = r["fit"]
+    typer.echo(f"{output}: {f['fixed_ms']:.3f} ms + {f['per_head_ms'] * 1e3:.2f} us/head + "
+               f"{f['per_neuron_ms'] * 1e3:.3f} us/neuron at {seq_len} tokens, {threads} thread(s); "
+               f"leave-one-out error max {f['loo_max_rel_error']:.1%}")
 
 
 @app.command()

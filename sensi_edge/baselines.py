@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from .artifacts import TrimPlan
-from .cost import Geometry, encoder_cost
+from .cost import Geometry
 from .planner import NO_FLOORS, Budget, Floors, select_units, top_units
 
 
@@ -46,7 +46,7 @@ def uniform(dense: Geometry, head_scores, neuron_scores, budget: Budget) -> Trim
     for _ in range(50):
         mid = (lo + hi) / 2
         h, f = counts(mid)
-        lo, hi = (mid, hi) if encoder_cost(dense.with_sizes(h, f), budget.kind, budget.seq_len) <= target else (lo, mid)
+        lo, hi = (mid, hi) if budget.cost(dense.with_sizes(h, f)) <= target else (lo, mid)
     h, f = counts(lo)
     return _plan(dense, [_top(s, k) for s, k in zip(head_scores, h)], [_top(s, k) for s, k in zip(neuron_scores, f)],
                  budget, "uniform")
@@ -70,15 +70,14 @@ def truncate(dense: Geometry, head_scores, neuron_scores, budget: Budget) -> Tri
         trial_h, trial_n = [*keep_h[:layer], full_h], [*keep_n[:layer], full_n]
         sizes = dense.with_sizes([len(x) for x in trial_h] + [0] * (dense.num_layers - layer - 1),
                                  [len(x) for x in trial_n] + [0] * (dense.num_layers - layer - 1))
-        if encoder_cost(sizes, budget.kind, budget.seq_len) <= target:
+        if budget.cost(sizes) <= target:
             keep_h[layer], keep_n[layer] = full_h, full_n
             continue
         # the first layer that does not fit whole is trimmed uniformly to what is left
         rest_h = dense.with_sizes([len(x) for x in keep_h], [len(x) for x in keep_n])
         partial = uniform(dense.with_sizes([dense.heads[layer]], [dense.ffn[layer]]), [head_scores[layer]],
-                          [neuron_scores[layer]], Budget(budget.kind, max(1, target - encoder_cost(rest_h, budget.kind, budget.seq_len)
-                                                                          + encoder_cost(dense.with_sizes([0], [0]), budget.kind, budget.seq_len)),
-                                                         absolute=True, seq_len=budget.seq_len))
+                          [neuron_scores[layer]],
+                          budget.with_target(max(1, target - budget.cost(rest_h) + budget.cost(dense.with_sizes([0], [0])))))
         keep_h[layer], keep_n[layer] = list(partial.keep_heads[0]), list(partial.keep_neurons[0])
         break
     return _plan(dense, keep_h, keep_n, budget, "truncate")

@@ -140,6 +140,43 @@ def interleaved(variants: dict, feed: dict, warmup: int, min_runs: int, min_seco
     return samples
 
 
+PROFILE_SCHEMA = "sensi-edge/latency-profile/1"
+POINTS_FILE = "points.json"  # in a folder of profile models: [{"file", "heads", "ffn"}], written by sensi-edge profile
+
+
+def fit_latency(points: list[dict]) -> dict:
+    """Least-squares ``ms = fixed + per_head * sum(heads) + per_neuron * sum(ffn)`` over measured models of one
+    depth, and how well it predicts: R^2 and the leave-one-out relative error (each point predicted by the fit
+    of the others), the honest estimate of the planner's prediction error on a model it has not seen."""
+    x = np.array([[1.0, sum(p["heads"]), sum(p["ffn"])] for p in points])
+    y = np.array([p["median_ms"] for p in points])
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    pred = x @ coef
+    r2 = 1.0 - float(((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-30))
+    loo = []
+    for i in range(len(points)):
+        keep = np.arange(len(points)) != i
+        c = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
+        loo.append(abs(float(x[i] @ c) - y[i]) / y[i])
+    return {"fixed_ms": float(coef[0]), "per_head_ms": float(coef[1]), "per_neuron_ms": float(coef[2]), "r2": r2,
+            "max_rel_residual": float(np.max(np.abs(pred - y) / y)),
+            "loo_median_rel_error": float(np.median(loo)), "loo_max_rel_error": float(np.max(loo))}
+
+
+def measure_profile(folder: Path, seq_len: int, threads: int, warmup: int = 5, runs: int = 50,
+                    seconds: float = 1.0, progress=None) -> dict:
+    """Latency of every profile model in ``folder`` (batch 1, ``seq_len`` tokens, ``threads`` intra-op threads),
+    interleaved, and the linear fit the planner uses; the same on this machine and on a board."""
+    folder = Path(folder)
+    meta = json.loads((folder / POINTS_FILE).read_text())
+    fns = {str(i): ort_callable(ort_session(folder / p["file"], threads)) for i, p in enumerate(meta["points"])}
+    samples = interleaved(fns, random_inputs(1, seq_len, seed=2), warmup, runs, seconds, progress)
+    points = [{"heads": p["heads"], "ffn": p["ffn"], **percentiles(samples[str(i)])} for i, p in enumerate(meta["points"])]
+    return {"schema": PROFILE_SCHEMA, "environment": environment(), "threads": threads, "seq_len": seq_len,
+            "batch": 1, "precision": meta["precision"], "geometry": meta["geometry"], "points": points,
+            "fit": fit_latency(points)}
+
+
 GEMM_SHAPE = (128, 768, 3072)  # one BERT-base FFN matmul at sequence length 128
 
 

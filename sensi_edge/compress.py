@@ -44,7 +44,8 @@ class CompressConfig:
     output: Path
     model: str | None = None
     budget: float = 0.5
-    budget_kind: str = "params"
+    budget_kind: str = "params"  # params | flops | latency (ms per sequence, with latency_profile)
+    latency_profile: Path | None = None  # sensi-edge profile output: plan against it, or just predict with it
     absolute: bool = False
     recipe: Recipe = field(default_factory=Recipe)
     max_train_samples: int | None = None
@@ -118,6 +119,8 @@ class CompressConfig:
         # paths as absolute, so a resume from another directory or with another spelling still matches
         d["output"] = str(Path(self.output).expanduser().resolve())
         d["reuse"] = str(Path(self.reuse).expanduser().resolve()) if self.reuse else None
+        if self.latency_profile is not None:
+            d["latency_profile"] = str(Path(self.latency_profile).expanduser().resolve())
         if Path(self.data).expanduser().exists():
             d["data"] = str(Path(self.data).expanduser().resolve())
         return d
@@ -229,7 +232,13 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     output = Path(cfg.output).expanduser().resolve()
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
     seq_len = task.default_seq_length if cfg.max_seq_length is None else cfg.max_seq_length
-    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len)
+    latency = None
+    if cfg.latency_profile is not None:
+        from .latency import load_profile
+
+        latency = load_profile(cfg.latency_profile)
+    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len, latency=latency if cfg.budget_kind == "latency"
+                    else None)
     if cfg.allocation not in ALLOCATIONS:
         raise SensiEdgeError(f"unknown --allocation {cfg.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
     Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
@@ -240,6 +249,8 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     model_spec = resolve_model(cfg.model)
     model_config = load_config(model_spec)
     dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
+    if latency is not None:
+        latency.check_fits(dense)
     local = Path(model_spec)
     if local.is_dir() and not any((local / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
         raise SensiEdgeError(f"{local} has no tokenizer files (tokenizer.json, vocab.txt ...); save the tokenizer "
@@ -670,6 +681,7 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
             "encoder_ratio": encoder_flops(plan.trimmed, seq) / encoder_flops(plan.dense, seq),
         },
         "budget": plan.budget,
+        "latency_prediction": _latency_prediction(cfg, plan),
         "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
                  "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
         "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
@@ -692,6 +704,19 @@ def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metric
         **_launch_facts(cfg),
         "sessions": json.loads((Path(model_dir).parent / "run.json").read_text()).get("sessions", 1),
     }
+
+
+def _latency_prediction(cfg, plan) -> dict | None:
+    """Predicted ms per sequence of the dense and the trimmed model from --latency-profile (None without one);
+    ``bench`` measures the exported model against it."""
+    if cfg.latency_profile is None:
+        return None
+    from .latency import load_profile
+
+    m = load_profile(cfg.latency_profile)
+    return {"profile": str(Path(cfg.latency_profile).expanduser().resolve()), "seq_len": m.seq_len,
+            "threads": m.threads, "precision": m.precision, "cpu": m.cpu,
+            "dense_ms": round(m.predict_ms(plan.dense), 4), "trimmed_ms": round(m.predict_ms(plan.trimmed), 4)}
 
 
 def _launch_facts(cfg) -> dict:

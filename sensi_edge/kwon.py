@@ -29,7 +29,7 @@ import torch
 
 from .arch import adapter_for
 from .artifacts import TrimPlan
-from .cost import Geometry, encoder_cost, unit_cost
+from .cost import Geometry
 from .masking import MaskSet, attach
 from .planner import Budget
 from .progress import track
@@ -52,9 +52,9 @@ def fisher_blocks(model, calib: list[dict]) -> tuple[list[np.ndarray], list[np.n
 def mask_search(dense: Geometry, head_imp, neuron_imp, budget: Budget) -> tuple[list[list[int]], list[list[int]]]:
     """Step 1: how many heads vs neurons, and which, by diagonal Fisher (kept indices per layer)."""
     target = budget.target(dense)
-    fixed = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, budget.seq_len)
-    hc = unit_cost(dense, "attention", budget.kind, budget.seq_len)
-    nc = unit_cost(dense, "ffn", budget.kind, budget.seq_len)
+    fixed = budget.cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers))
+    hc = budget.unit(dense, "attention")
+    nc = budget.unit(dense, "ffn")
     heads = sorted(((float(s), layer, u) for layer, ss in enumerate(head_imp) for u, s in enumerate(ss)), reverse=True)
     neurons = sorted(((float(s), layer, u) for layer, ss in enumerate(neuron_imp) for u, s in enumerate(ss)), reverse=True)
     head_cum = np.concatenate([[0.0], np.cumsum([s for s, _, _ in heads])])

@@ -27,28 +27,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .cost import Geometry, encoder_cost, unit_cost
 from .errors import SensiEdgeError
+
+if TYPE_CHECKING:
+    from .latency import LatencyModel
+
+BUDGET_KINDS = ("params", "flops", "latency")
 
 GROUP_KINDS = ("attention", "ffn")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A target for the trimmed encoder: a fraction of the dense one, or an absolute count."""
+    """A target for the trimmed encoder: a fraction of the dense one, or an absolute count; or (kind
+    ``latency``) milliseconds per sequence as predicted by a measured latency profile (``latency``)."""
 
-    kind: str  # "params" | "flops"
+    kind: str  # "params" | "flops" | "latency"
     value: float
     absolute: bool = False
     seq_len: int = 128
+    latency: "LatencyModel | None" = None  # kind "latency" only: what a head / a neuron costs on the target
 
     def __post_init__(self):
-        if self.kind not in ("params", "flops"):
-            raise SensiEdgeError(f"unknown budget kind {self.kind!r}: use 'params' or 'flops'")
+        if self.kind not in BUDGET_KINDS:
+            raise SensiEdgeError(f"unknown budget kind {self.kind!r}: use {', '.join(BUDGET_KINDS)}")
         if not math.isfinite(self.value):
             raise SensiEdgeError(f"budget must be a finite number, got {self.value}")
-        if self.absolute:
+        if self.kind == "latency":
+            if self.latency is None:
+                raise SensiEdgeError("--budget-kind latency needs --latency-profile PROFILE.json (made by "
+                                     "`sensi-edge profile` on the target)")
+            if not self.value > 0:
+                raise SensiEdgeError(f"a latency budget is milliseconds per sequence and must be > 0, got {self.value}")
+        elif self.absolute:
             if not self.value > 0:
                 raise SensiEdgeError(f"absolute budget must be > 0, got {self.value}")
         elif not 0 < self.value <= 1:
@@ -58,11 +72,39 @@ class Budget:
         if self.seq_len <= 0:
             raise SensiEdgeError(f"sequence length for the budget must be > 0, got {self.seq_len}")
 
+    def cost(self, g: Geometry) -> int:
+        """The encoder's cost in this budget's unit (parameters, FLOPs, or picoseconds of predicted latency)."""
+        if self.kind == "latency":
+            return self.latency.cost_ps(g)
+        return encoder_cost(g, self.kind, self.seq_len)
+
+    def unit(self, g: Geometry, kind: str) -> int:
+        """Cost of one head ("attention") or one FFN neuron ("ffn")."""
+        if self.kind == "latency":
+            return self.latency.unit_ps(kind)
+        return unit_cost(g, kind, self.kind, self.seq_len)
+
     def target(self, dense: Geometry) -> int:
-        return int(self.value) if self.absolute else int(math.floor(self.value * encoder_cost(dense, self.kind, self.seq_len)))
+        if self.kind == "latency":
+            return int(math.floor(self.value * 1e9))  # ms -> ps
+        return int(self.value) if self.absolute else int(math.floor(self.value * self.cost(dense)))
+
+    def with_target(self, units: int) -> "Budget":
+        """The same kind of budget with ``target() == units``."""
+        from dataclasses import replace
+
+        if self.kind == "latency":
+            return replace(self, value=units / 1e9)
+        return replace(self, value=units, absolute=True)
+
+    def describe(self, units: int) -> str:
+        return f"{units / 1e9:.3f} ms" if self.kind == "latency" else f"{units:,} {self.kind}"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "value": self.value, "absolute": self.absolute, "seq_len": self.seq_len}
+        d = {"kind": self.kind, "value": self.value, "absolute": self.absolute, "seq_len": self.seq_len}
+        if self.latency is not None:
+            d["latency_model"] = self.latency.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -111,16 +153,18 @@ def _totals(g: Geometry) -> dict[tuple[int, str], int]:
 def check_budget(dense: Geometry, budget: Budget, floors: Floors) -> dict[tuple[int, str], int]:
     """The floor counts per group, after checking that the budget covers the untrimmable part and the floors."""
     target = budget.target(dense)
-    fixed = encoder_cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers), budget.kind, budget.seq_len)
+    fixed = budget.cost(dense.with_sizes([0] * dense.num_layers, [0] * dense.num_layers))
     if target < fixed:
         raise SensiEdgeError(
-            f"budget {target:,} is below the {fixed:,} {budget.kind} that cannot be trimmed (LayerNorms, biases); raise it"
+            f"budget {budget.describe(target)} is below the {budget.describe(fixed)} that cannot be trimmed "
+            f"({'embeddings, LayerNorms, head, fixed overhead' if budget.kind == 'latency' else 'LayerNorms, biases'}); "
+            "raise it"
         )
     floor = floors.counts(dense)
-    need = encoder_cost(_sizes(dense, floor), budget.kind, budget.seq_len)
+    need = budget.cost(_sizes(dense, floor))
     if need > target:
         raise SensiEdgeError(f"the per-layer floors ({floors.heads:g} of the heads, {floors.ffn:g} of the FFN neurons) "
-                             f"alone cost {need:,} {budget.kind}, above the budget {target:,}; lower --floor-heads / "
+                             f"alone cost {budget.describe(need)}, above the budget {budget.describe(target)}; lower --floor-heads / "
                              "--floor-ffn or raise the budget")
     return floor
 
@@ -140,14 +184,14 @@ def allocate(dense: Geometry, scores: dict[tuple[int, str], float], budget: Budg
         return {k: max(floor[k], int(round(totals[k] * min(1.0, scale * weight[k])))) for k in totals}
 
     def cost(keep) -> int:
-        return encoder_cost(_sizes(dense, keep), budget.kind, budget.seq_len)
+        return budget.cost(_sizes(dense, keep))
 
     lo, hi = 0.0, float(len(order))  # hi keeps everything
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if cost(keep_at(mid)) <= target else (lo, mid)
     keep = keep_at(lo)
-    unit = {k: unit_cost(dense, k[1], budget.kind, budget.seq_len) for k in totals}
+    unit = {k: budget.unit(dense, k[1]) for k in totals}
     # Repair rounding: trim the least sensitive while over, grow the most sensitive while it fits.
     current = cost(keep)
     for k in order:
@@ -178,12 +222,12 @@ def select_units(dense: Geometry, head_scores, neuron_scores, budget: Budget, pe
     Kwon et al. 2022's mask search. Returns kept head / neuron indices per layer (ascending)."""
     target = budget.target(dense)
     floor = check_budget(dense, budget, floors)
-    h_cost = unit_cost(dense, "attention", budget.kind, budget.seq_len)
-    n_cost = unit_cost(dense, "ffn", budget.kind, budget.seq_len)
+    h_cost = budget.unit(dense, "attention")
+    n_cost = budget.unit(dense, "ffn")
     hd, nd = (h_cost, n_cost) if per_cost else (1, 1)
     keep_h = [top_units(s, floor[(i, "attention")]) for i, s in enumerate(head_scores)]
     keep_n = [top_units(s, floor[(i, "ffn")]) for i, s in enumerate(neuron_scores)]
-    spent = encoder_cost(dense.with_sizes([len(k) for k in keep_h], [len(k) for k in keep_n]), budget.kind, budget.seq_len)
+    spent = budget.cost(dense.with_sizes([len(k) for k in keep_h], [len(k) for k in keep_n]))
     floor_h, floor_n = [set(k) for k in keep_h], [set(k) for k in keep_n]
     units = [(float(s) / hd, h_cost, "h", layer, u) for layer, ss in enumerate(head_scores) for u, s in enumerate(ss)
              if u not in floor_h[layer]]
