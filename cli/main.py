@@ -261,13 +261,18 @@ def bench(
     runs: int = typer.Option(100, help="runs per variant (or --seconds, whichever comes first)"),
     seconds: float = typer.Option(10.0, help="measured seconds per variant (or --runs)"),
     warmup: int = typer.Option(10),
+    texts_from: Optional[str] = typer.Option(None, help="also time batch 1 over this task data's validation texts at their own lengths (with --task)"),
+    task: Optional[str] = typer.Option(None, help="the task preset of --texts-from (names its text columns)"),
+    texts: int = typer.Option(500, help="validation texts used by --texts-from"),
+    passes: int = typer.Option(2, help="times every text runs through every variant"),
     overwrite: bool = typer.Option(False, help="replace --output even if sensi-edge did not write it"),
 ):
     """Latency of model folders and ONNX files, interleaved, with ratios to a baseline measured in the same run."""
     from sensi_edge.bench import BenchConfig, bench as run, check_output, render_markdown, save
 
     cfg = BenchConfig(models=tuple(models), baseline=baseline, auto_baseline=not no_baseline, batch=batch, seq_len=seq_len,
-                      threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds)
+                      threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds,
+                      texts_from=texts_from, task=task, texts=texts, passes=passes)
     check_output(output, overwrite)  # before measuring: a measurement is never lost to an unwritable output
     report = run(cfg, log=lambda m: typer.echo(m, err=True))
     save(report, output, overwrite)
@@ -282,11 +287,15 @@ def bundle(
     output: Path = typer.Option(..., help="bundle folder to copy to the device"),
     seq_len: Optional[int] = typer.Option(None, help="[default: 128, 384 for QA]"),
     threads: List[int] = typer.Option([1], help="default thread counts run.py measures"),
+    profile_models: Optional[Path] = typer.Option(None, help="a `profile --keep-models` folder: run.py --profile measures a latency profile on the board"),
+    texts_from: Optional[str] = typer.Option(None, help="ship this task data's validation texts so run.py times real inputs (with --task)"),
+    task: Optional[str] = typer.Option(None, help="task preset of --texts-from"),
+    texts: int = typer.Option(200, help="validation texts shipped with --texts-from"),
 ):
     """A self-contained folder (model, tokenizer, samples, manifest, run.py) to benchmark on any board."""
     from sensi_edge.bundle import bundle as run
 
-    out = run(onnx_file, output, seq_len, tuple(threads))
+    out = run(onnx_file, output, seq_len, tuple(threads), profile_models, texts_from, task, texts)
     typer.echo(f"bundle: {out} (on the device: pip install onnxruntime numpy && python3 run.py)")
 
 

@@ -183,6 +183,11 @@ class BenchConfig:
     min_runs: int = 100
     min_seconds: float = 10.0
     ceiling_seconds: float = 2.0
+    # real inputs: batch 1 over a task's validation texts at their own lengths, tokenizer timed apart
+    texts_from: str | None = None  # task data (folder or hub id), with task
+    task: str | None = None
+    texts: int = 500  # rows used
+    passes: int = 2  # times every row runs through every variant
 
     def __post_init__(self):
         from . import checks
@@ -195,6 +200,10 @@ class BenchConfig:
         checks.at_least("--runs", self.min_runs, optional=False)
         checks.in_range("--seconds", self.min_seconds, 0, 3600, lo_open=True)
         checks.at_least("--warmup", self.warmup, 0, optional=False)
+        checks.at_least("--texts", self.texts, optional=False)
+        checks.at_least("--passes", self.passes, optional=False)
+        if (self.texts_from is None) != (self.task is None):
+            raise SensiEdgeError("--texts-from and --task go together (the task names the text columns)")
 
 
 def bench(cfg: BenchConfig, log=print) -> dict:
@@ -254,16 +263,82 @@ def bench(cfg: BenchConfig, log=print) -> dict:
                 "is_baseline": baseline is not None and v.name == baseline.name,
                 "metric": v.metric, "geometry": v.geometry.to_dict() if v.geometry else None,
             })
+        if cfg.texts_from:
+            results += _real_input_results(cfg, variants, fns, threads, baseline, log)
     env["load_average_after"] = list(os.getloadavg())
     import torch
 
     env["versions"]["torch"] = torch.__version__
     return {"schema": rt.REPORT_SCHEMA, "source": "bench", "environment": env,
             "settings": {"batch": cfg.batch, "seq_len": seq, "threads": list(cfg.threads), "warmup": cfg.warmup,
+                         "real_inputs": {"data": cfg.texts_from, "task": cfg.task, "rows": cfg.texts,
+                                         "passes": cfg.passes} if cfg.texts_from else None,
                          "spinning": "off (ORT allow_spinning=0, OMP_WAIT_POLICY=PASSIVE)",
                          "min_runs": cfg.min_runs, "min_seconds": cfg.min_seconds,
                          "flops_counted": "encoder matmul FLOPs of the actual architecture x batch"},
             "baseline": baseline.name if baseline else None, "results": results}
+
+
+def real_input_feeds(cfg: BenchConfig, variants: list[Variant]) -> tuple[list[dict], list[float], int]:
+    """The validation texts as batch-1 feeds at their own lengths (truncated at the task's sequence length), and
+    the tokenizer's time per text (ms, fastest of ``passes``): what a deployed model sees, and what it costs to
+    get there. The tokenizer is the one beside the first variant that has one (all variants share the base
+    model's vocabulary)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from .data import load_task_data
+    from .tasks import get_task
+
+    task = get_task(cfg.task)
+    if task.kind == "qa":
+        raise SensiEdgeError("--texts-from measures sentence tasks at their own lengths; for squad use --seq-len 384")
+    _, val, task = load_task_data(cfg.texts_from, task)
+    val = val.select(range(min(cfg.texts, len(val))))
+    folder = next((v.path if v.path.is_dir() else v.path.parent for v in variants
+                   if any(((v.path if v.path.is_dir() else v.path.parent) / n).is_file()
+                          for n in ("tokenizer.json", "vocab.txt"))), None)
+    if folder is None:
+        raise SensiEdgeError("no tokenizer beside any of the models; --texts-from needs one (export and compress save it)")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    seq = task.default_seq_length
+    feeds, tok_ms = [], []
+    for row in val:
+        texts = [row[c] for c in task.text_columns]
+        best = float("inf")
+        for _ in range(cfg.passes):
+            t0 = time.perf_counter()
+            enc = tok(*texts, truncation=True, max_length=seq, return_tensors="np")
+            best = min(best, (time.perf_counter() - t0) * 1e3)
+        tok_ms.append(best)
+        feeds.append({k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})
+    return feeds, tok_ms, seq
+
+
+def _real_input_results(cfg, variants, fns, threads, baseline, log) -> list[dict]:
+    import numpy as np
+
+    feeds, tok_ms, seq = real_input_feeds(cfg, variants)
+    tokens = [f["input_ids"].shape[1] for f in feeds]
+    log(f"threads {threads}: {len(feeds)} real {cfg.task} texts (mean {np.mean(tokens):.1f} tokens), "
+        f"{cfg.passes} passes, interleaved per text")
+    samples = rt.interleaved_rows(fns, feeds, cfg.passes)
+    tok = rt.percentiles(tok_ms)
+    base_median = rt.percentiles(samples[baseline.name])["median_ms"] if baseline else None
+    out = []
+    for v in variants:
+        stats = rt.percentiles(samples[v.name])
+        out.append({
+            "variant": v.name, "path": str(v.path), "kind": v.kind, "precision": v.precision, "threads": threads,
+            "head": "classification", "batch": 1, "seq_len": None, "inputs": "real", "texts": len(feeds),
+            "mean_tokens": float(np.mean(tokens)), "max_tokens": int(max(tokens)), "truncated_at": seq, **stats,
+            "tokenizer_median_ms": tok["median_ms"], "tokenizer_p90_ms": tok["p90_ms"],
+            "with_tokenizer_median_ms": stats["median_ms"] + tok["median_ms"],
+            "size_bytes": v.size_bytes, "speedup_vs_baseline": base_median / stats["median_ms"] if base_median else None,
+            "is_baseline": baseline is not None and v.name == baseline.name, "metric": v.metric,
+            "geometry": v.geometry.to_dict() if v.geometry else None,
+        })
+    return out
 
 
 def render_markdown(report: dict) -> str:
@@ -280,7 +355,9 @@ def render_markdown(report: dict) -> str:
         "| variant | kind | threads | median ms | p90 ms | p99 ms | runs | speedup | GFLOP/s | % ceiling | load s | first s | peak RSS MB | MB on disk | metric |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["results"]:
+    fixed = [r for r in report["results"] if r.get("inputs") != "real"]
+    real = [r for r in report["results"] if r.get("inputs") == "real"]
+    for r in fixed:
         fmt = lambda x, f: (f.format(x) if x is not None else "-")  # noqa: E731
         metric = f"{r['metric']['name']} {r['metric']['value']:.2f}" if r.get("metric") else "-"
         lines.append(
@@ -290,10 +367,23 @@ def render_markdown(report: dict) -> str:
             f"{fmt(r.get('load_seconds'), '{:.2f}')} | {fmt(r.get('first_inference_seconds'), '{:.3f}')} | "
             f"{fmt(r.get('peak_rss_mb'), '{:.0f}')} | {r['size_bytes'] / 1e6:.1f} | {metric} |")
     ceilings = {}
-    for r in report["results"]:
+    for r in fixed:
         ceilings[(r["threads"], r["ceiling_kind"])] = r["ceiling_gflops"]
     lines += ["", "GEMM ceiling (ONNX Runtime, 128x768x3072): " + ", ".join(
         f"{k} {t} thread(s) {v:.1f} GFLOP/s" for (t, k), v in sorted(ceilings.items()))]
+    if real:
+        r0 = real[0]
+        lines += ["", f"Real inputs: {r0['texts']} validation texts of {(s.get('real_inputs') or {}).get('data')}, batch 1 "
+                  f"at their own lengths (mean {r0['mean_tokens']:.1f} tokens, max {r0['max_tokens']}, truncated at "
+                  f"{r0['truncated_at']}), {(s.get('real_inputs') or {}).get('passes')} passes interleaved per text; "
+                  "tokenizer timed apart (fastest of the passes per text)", "",
+                  "| variant | kind | threads | median ms | p90 ms | speedup | tokenizer median / p90 ms | with tokenizer median ms |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in real:
+            sp = f"{r['speedup_vs_baseline']:.2f}x" if r.get("speedup_vs_baseline") else "-"
+            lines.append(f"| {r['variant']} | {r['kind']} {r['precision']} | {r['threads']} | {r['median_ms']:.2f} | "
+                         f"{r['p90_ms']:.2f} | {sp} | {r['tokenizer_median_ms']:.3f} / {r['tokenizer_p90_ms']:.3f} | "
+                         f"{r['with_tokenizer_median_ms']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

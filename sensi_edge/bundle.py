@@ -37,8 +37,20 @@ def _max_positions(onnx_file: Path) -> int | None:
     return next((int(t.dims[0]) for t in graph.initializer if "position_embeddings" in t.name and t.dims), None)
 
 
-def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,)) -> Path:
+def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,),
+           profile_models: Path | None = None, texts_from: str | None = None, task: str | None = None,
+           texts: int = 200) -> Path:
+    """``profile_models`` (a ``sensi-edge profile --keep-models`` folder) lets ``run.py --profile`` measure a latency
+    profile on the board; ``texts_from`` + ``task`` ship that many validation texts, tokenized here, so run.py
+    also times real inputs at their own lengths."""
     from . import checks
+
+    if profile_models is not None and not (Path(profile_models) / bundle_runtime.POINTS_FILE).is_file():
+        raise SensiEdgeError(f"--profile-models {profile_models} has no {bundle_runtime.POINTS_FILE}; pass the folder "
+                             "made by `sensi-edge profile --keep-models`")
+    if (texts_from is None) != (task is None):
+        raise SensiEdgeError("--texts-from and --task go together (the task names the text columns)")
+    checks.at_least("--texts", texts, optional=False)
 
     checks.seq_len("--seq-len", seq_len)
     if not threads:
@@ -75,6 +87,11 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "gemm": {"fp32": "gemm_fp32.onnx", "int8": "gemm_int8.onnx"},
             "created_with": bundle_runtime.environment()["versions"],
         }
+        if profile_models is not None:
+            shutil.copytree(profile_models, work / "profile_models")
+            manifest["profile_models"] = "profile_models"
+        if texts_from is not None:
+            manifest["real_inputs"] = _real_inputs(onnx_file, work, texts_from, task, texts)
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.copy2(bundle_runtime.__file__, work / "run.py")
         for kind, blob in bundle_runtime.gemm_models().items():
@@ -85,6 +102,26 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "  python3 run.py --threads 1 2 4       # checks outputs, then writes report.json\n\n"
             "Copy report.json back and merge reports with `sensi-edge report A.json B.json --output merged`.\n")
     return output
+
+
+def _real_inputs(onnx_file: Path, work: Path, data: str, task: str, n: int) -> dict:
+    """Validation texts as run.py times them: token ids concatenated with their lengths (real_inputs.npz) and the
+    raw texts (real_texts.json, for timing the tokenizer where the board has the tokenizers package)."""
+    from .bench import BenchConfig, real_input_feeds
+
+    feeds, _, seq = real_input_feeds(BenchConfig(models=(onnx_file,), texts_from=data, task=task, texts=n, passes=1),
+                                     [describe(onnx_file)])
+    lengths = np.array([f["input_ids"].shape[1] for f in feeds], dtype=np.int64)
+    np.savez(work / "real_inputs.npz", lengths=lengths,
+             **{k: np.concatenate([f[k][0] for f in feeds]) for k in ("input_ids", "attention_mask", "token_type_ids")})
+    from .data import load_task_data
+    from .tasks import get_task
+
+    _, val, spec = load_task_data(data, get_task(task))
+    rows = val.select(range(len(feeds)))
+    (work / "real_texts.json").write_text(json.dumps([[r[c] for c in spec.text_columns] for r in rows]) + "\n")
+    return {"ids": "real_inputs.npz", "texts": "real_texts.json", "rows": len(feeds), "truncated_at": seq,
+            "data": data, "task": task}
 
 
 def _sample_inputs(folder: Path, seq: int) -> dict:

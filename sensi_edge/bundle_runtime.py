@@ -6,7 +6,9 @@ device bundle, so a Raspberry Pi measures with exactly the code this machine use
 of sensi_edge / torch / transformers imports.
 
 As a script (inside a bundle):  python3 run.py [--threads 1 2 4] [--runs 100] [--seconds 10] [--out report.json]
-(the GEMM ceiling graphs ship prebuilt in the bundle, so the device needs no onnx package).
+(the GEMM ceiling graphs ship prebuilt in the bundle, so the device needs no onnx package); with real texts in
+the bundle (bundle --texts-from) it also times them at their own lengths; ``python3 run.py --profile --threads 1``
+measures a latency profile from the bundle's profile_models/ (bundle --profile-models) for the host's planner.
 """
 from __future__ import annotations
 
@@ -140,6 +142,27 @@ def interleaved(variants: dict, feed: dict, warmup: int, min_runs: int, min_seco
     return samples
 
 
+def interleaved_rows(variants: dict, feeds: list, passes: int, warmup: int = 3) -> dict:
+    """Real inputs: every row (batch 1, its own length) through every variant, variants in a shuffled order per
+    row and rows shuffled per pass, so drift hits all variants alike. Returns one latency (ms) per variant per
+    (pass, row)."""
+    for fn in variants.values():
+        for feed in feeds[:warmup]:
+            fn(feed)
+    samples = {name: [] for name in variants}
+    rng = random.Random(0)
+    order, rows = list(variants), list(range(len(feeds)))
+    for _ in range(passes):
+        rng.shuffle(rows)
+        for i in rows:
+            rng.shuffle(order)
+            for name in order:
+                t0 = time.perf_counter()
+                variants[name](feeds[i])
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
 PROFILE_SCHEMA = "sensi-edge/latency-profile/1"
 POINTS_FILE = "points.json"  # in a folder of profile models: [{"file", "heads", "ffn"}], written by sensi-edge profile
 
@@ -261,14 +284,14 @@ def _read_manifest(here: Path) -> dict:
                           "bundle folder again or recreate it with sensi-edge bundle") from None
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, schema: str = REPORT_SCHEMA) -> None:
     """Refuse before measuring: never replace a file this script did not write, never lose a measurement."""
     if out.is_dir():
         raise BundleError(f"--out {out} is a folder; give a file name such as {out / 'report.json'}")
     if out.exists() and not overwrite:
         try:
             old = json.loads(out.read_text())
-            ours = old.get("schema") == REPORT_SCHEMA
+            ours = old.get("schema") == schema
             other_cpu = old.get("environment", {}).get("cpu", {}).get("model")
         except Exception:
             ours, other_cpu = False, None
@@ -310,7 +333,12 @@ def _bundle_run(argv=None) -> int:
     ap.add_argument("--runs", type=_positive(int, 1, "--runs"), default=100)
     ap.add_argument("--seconds", type=_positive(float, 0.001, "--seconds"), default=10.0)
     ap.add_argument("--warmup", type=_positive(int, 0, "--warmup"), default=10)
-    ap.add_argument("--out", type=Path, default=here / "report.json")
+    ap.add_argument("--out", type=Path, default=None, help="[default: report.json, or profile.json with --profile]")
+    ap.add_argument("--profile", action="store_true",
+                    help="measure a latency profile (the bundle's profile_models/) instead; plan with it on the host: "
+                         "sensi-edge compress --budget-kind latency --latency-profile profile.json")
+    ap.add_argument("--profile-seq-len", type=_positive(int, 8, "--profile-seq-len"), default=None,
+                    help="tokens per sequence of the profile [default: the bundle's seq_len]")
     ap.add_argument("--overwrite", action="store_true", help="replace --out even if this script did not write it")
     ap.add_argument("--check-only", action="store_true", help="verify outputs and exit")
     ap.add_argument("--ceiling-seconds", type=_positive(float, 0.001, "--ceiling-seconds"), default=1.0,
@@ -318,12 +346,15 @@ def _bundle_run(argv=None) -> int:
     ap.add_argument("--ceiling-runs", type=_positive(int, 1, "--ceiling-runs"), default=20,
                     help="minimum runs per GEMM ceiling measurement")
     args = ap.parse_args(argv)
+    args.out = args.out or here / ("profile.json" if args.profile else "report.json")
     if any(t < 1 or t > 256 for t in args.threads):
         raise BundleError(f"--threads must be between 1 and 256, got {args.threads} (check manifest.json's threads)")
     args.out = args.out.resolve()
     if args.out in {(here / n).resolve() for n in ("manifest.json", manifest["model"], manifest["samples"], "run.py")}:
         raise BundleError(f"--out {args.out} is one of the bundle's own files; choose another --out")
-    _check_out(args.out, args.overwrite)
+    _check_out(args.out, args.overwrite, PROFILE_SCHEMA if args.profile else REPORT_SCHEMA)
+    if args.profile:
+        return _run_profile(here, manifest, args)
     model = here / manifest["model"]
     for f in (model, here / manifest["samples"]):
         if not f.is_file():
@@ -379,20 +410,78 @@ def _bundle_run(argv=None) -> int:
                 "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
             })
             print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
+            if manifest.get("real_inputs"):
+                report["results"].append(_real_input_result(here, manifest, fn, threads, model))
+    _write_report(args.out, report)
+    print(f"report: {args.out}")
+    return 0 if ok else 1
+
+
+def _run_profile(here: Path, manifest: dict, args) -> int:
+    folder = here / manifest.get("profile_models", "profile_models")
+    if not (folder / POINTS_FILE).is_file():
+        raise BundleError("this bundle has no profile models; recreate it with sensi-edge bundle --profile-models DIR "
+                          "(DIR from sensi-edge profile --keep-models DIR)")
+    seq = args.profile_seq_len or manifest["seq_len"]
+    print(f"profile: timing the models in {folder.name}/ at {seq} tokens, {args.threads[0]} thread(s)")
+    result = measure_profile(folder, seq, args.threads[0], args.warmup, args.runs, args.seconds)
+    f = result["fit"]
+    print(f"fit: {f['fixed_ms']:.3f} ms + {f['per_head_ms'] * 1e3:.2f} us/head + {f['per_neuron_ms'] * 1e3:.3f} us/neuron; "
+          f"leave-one-out error max {f['loo_max_rel_error']:.1%}")
+    _write_report(args.out, result)
+    print(f"profile: {args.out}")
+    return 0
+
+
+def _real_input_result(here: Path, manifest: dict, fn, threads: int, model: Path) -> dict:
+    """The shipped validation texts through the model at their own lengths (2 passes), and the tokenizer's time
+    per text where the tokenizers package is installed (None otherwise)."""
+    real = manifest["real_inputs"]
+    data = np.load(here / real["ids"])
+    ends = np.cumsum(data["lengths"])
+    feeds = [{k: data[k][e - n:e][None, :] for k in ("input_ids", "attention_mask", "token_type_ids")}
+             for n, e in zip(data["lengths"], ends)]
+    stats = percentiles(interleaved_rows({"m": fn}, feeds, 2)["m"])
+    tok = None
+    try:
+        from tokenizers import Tokenizer
+
+        t = Tokenizer.from_file(str(here / manifest["tokenizer"])) if manifest.get("tokenizer") else None
+    except Exception:  # no tokenizers package on the board: the model's own latency still counts
+        t = None
+    if t is not None:
+        texts = json.loads((here / real["texts"]).read_text())
+        times = []
+        for row in texts:
+            t0 = time.perf_counter()
+            t.encode(*row)
+            times.append((time.perf_counter() - t0) * 1e3)
+        tok = percentiles(times)
+    print(f"threads {threads}, {len(feeds)} real texts (mean {float(data['lengths'].mean()):.1f} tokens): median "
+          f"{stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
+    return {"variant": manifest["name"], "kind": "onnx", "precision": "int8" if manifest.get("int8") else "fp32",
+            "threads": threads, "batch": 1, "seq_len": None, "inputs": "real", "texts": len(feeds),
+            "mean_tokens": float(data["lengths"].mean()), "max_tokens": int(data["lengths"].max()),
+            "truncated_at": real["truncated_at"], **stats,
+            "tokenizer_median_ms": tok["median_ms"] if tok else None, "tokenizer_p90_ms": tok["p90_ms"] if tok else None,
+            "with_tokenizer_median_ms": stats["median_ms"] + tok["median_ms"] if tok else None,
+            "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
+            "head": "qa" if "start_logits" in manifest["outputs"] else "classification"}
+
+
+def _write_report(out: Path, report: dict) -> None:
     text = json.dumps(report, indent=2) + "\n"
     try:
-        tmp = args.out.parent / f".{args.out.name}.tmp"
+        tmp = out.parent / f".{out.name}.tmp"
         tmp.write_text(text)
-        os.replace(tmp, args.out)
+        os.replace(tmp, out)
     except OSError as exc:  # checked before measuring, but a disk can fill up meanwhile: keep the numbers
         import tempfile
 
         fd, keep = tempfile.mkstemp(prefix="sensi-edge-report-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        raise BundleError(f"cannot write {args.out} ({exc.strerror}); the measurement is kept in {keep}") from None
-    print(f"report: {args.out}")
-    return 0 if ok else 1
+        raise BundleError(f"cannot write {out} ({exc.strerror}); the measurement is kept in {keep}") from None
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def _check_report(path: Path, r: dict) -> None:
         if not isinstance(row, dict):
             raise bad(f"results[{i}] is not an object")
         for key in _ROW_NUMBERS:
+            if key == "seq_len" and row.get("inputs") == "real":
+                key = "mean_tokens"  # real inputs have their own lengths
             v = row.get(key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v:
                 raise bad(f"results[{i}].{key} is {v!r}, not a number")
@@ -89,7 +91,7 @@ def merge(paths: list[Path], output: Path, overwrite: bool = False) -> tuple[Pat
         metric = f"{t['metric']['name']} {t['metric']['value']:.2f}" if t.get("metric") else "-"
         speed = f"{t['speedup_vs_baseline']:.2f}x" if t.get("speedup_vs_baseline") else "-"
         lines.append(f"| {t['device']} | {t['variant']} | {t['kind']} {t.get('precision', '')} | {t['threads']} | "
-                     f"{t['seq_len']} | {t['median_ms']:.2f} | {t['p90_ms']:.2f} | {speed} | {t['size_bytes'] / 1e6:.1f} | {metric} |")
+                     f"{t['seq_len'] or 'real ' + format(t.get('mean_tokens', 0), '.0f') + ' tok'} | {t['median_ms']:.2f} | {t['p90_ms']:.2f} | {speed} | {t['size_bytes'] / 1e6:.1f} | {metric} |")
     tmp_png = png.with_name(f".{png.name}.tmp.png")
     _plot(table, tmp_png)
     write_text_atomic(md, "# Merged latency reports\n\n" + "\n".join(lines) + "\n\n" + MARK + "\n")
