@@ -41,7 +41,34 @@ def test_bench_interleaves_variants_with_a_baseline(irregular_export, tmp_path):
     assert (tmp_path / "bench.md").read_text().count("\n|") >= 4
 
 
+def test_bench_times_real_validation_texts_at_their_own_lengths(irregular_export, sst2_dir, tmp_path):
+    model_dir, onnx_dir, _ = irregular_export
+    out = tmp_path / "real.json"
+    res = CliRunner().invoke(app, ["bench", str(onnx_dir / "model_int8_dynamic.onnx"), "--baseline", str(model_dir),
+                                   "--threads", "1", "--seq-len", "16", "--texts-from", str(sst2_dir), "--task", "sst2",
+                                   "--texts", "12", "--passes", "2", "--output", str(out), *FAST])
+    assert res.exit_code == 0, res.stderr
+    r = json.loads(out.read_text())
+    real = [x for x in r["results"] if x.get("inputs") == "real"]
+    assert len(real) == 2 and len(r["results"]) == 4
+    from conftest import sentiment_rows
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    lengths = [len(tok(row["sentence"])["input_ids"]) for row in sentiment_rows(48, seed=1)[:12]]
+    for x in real:
+        assert x["texts"] == 12 and x["runs"] == 24  # every text through every variant, twice
+        assert x["mean_tokens"] == pytest.approx(sum(lengths) / 12) and x["max_tokens"] == max(lengths)
+        assert x["tokenizer_median_ms"] > 0 and x["with_tokenizer_median_ms"] > x["median_ms"]
+    assert [x["speedup_vs_baseline"] for x in real if x["is_baseline"]] == [pytest.approx(1.0)]
+    assert "Real inputs: 12 validation texts" in (tmp_path / "real.md").read_text()
+    merged = CliRunner().invoke(app, ["report", str(out), "--output", str(tmp_path / "merged")])
+    assert merged.exit_code == 0, merged.stderr
+    assert "real " in (tmp_path / "merged.md").read_text()
+
+
 @pytest.mark.parametrize("args,message", [
+    (["{onnx}", "--texts-from", "{data}"], "--texts-from and --task go together"),
     (["{missing}.onnx"], "does not exist"),
     (["{bad}"], "not a valid ONNX file"),
     (["{onnx}", "--threads", "0"], "--threads must be in [1, 256]"),
@@ -51,7 +78,8 @@ def test_bench_bad_input(irregular_export, tmp_path, args, message):
     _, onnx_dir, _ = irregular_export
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
-    fill = {"{missing}.onnx": str(tmp_path / "missing.onnx"), "{bad}": str(bad), "{onnx}": str(onnx_dir / "model.onnx")}
+    fill = {"{missing}.onnx": str(tmp_path / "missing.onnx"), "{bad}": str(bad), "{onnx}": str(onnx_dir / "model.onnx"),
+            "{data}": str(tmp_path)}
     res = CliRunner().invoke(app, ["bench", *[fill.get(a, a) for a in args], "--no-baseline", *FAST])
     assert res.exit_code == 2 and message in res.stderr, res.stderr
 

@@ -123,3 +123,34 @@ def test_compress_plans_against_a_latency_profile(tiny_model_dir, tiny_sst2_dir,
                                    "--budget", "0.3", "--latency-profile", str(_profile_file(tmp_path / "m.json", MINILM))])
     assert res.exit_code == 2 and "run `sensi-edge profile --model` with this model" in res.stderr
     assert not any(tmp_path.glob("r2*"))
+
+
+def test_a_bundle_measures_a_profile_and_real_texts_on_the_board(irregular_export, sst2_dir, tiny_model_dir, tmp_path):
+    """run.py (numpy + onnxruntime only) times the bundled profile models into a profile the planner loads,
+    and times the bundled validation texts at their own lengths."""
+    import subprocess
+    import sys
+
+    _, onnx_dir, _ = irregular_export
+    models = tmp_path / "pm"
+    assert CliRunner().invoke(app, ["profile", "--model", str(tiny_model_dir), "--output", str(tmp_path / "p.json"),
+                                    "--points", "4", "--seconds", "0.05", "--seq-len", "32",
+                                    "--keep-models", str(models)]).exit_code == 0
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(app, ["bundle", str(onnx_dir / "model_int8_dynamic.onnx"), "--output", str(out),
+                                   "--seq-len", "32", "--profile-models", str(models), "--texts-from", str(sst2_dir),
+                                   "--task", "sst2", "--texts", "10"])
+    assert res.exit_code == 0, res.stderr
+    fast = ["--runs", "3", "--seconds", "0.05", "--warmup", "1", "--threads", "1"]
+    prof = subprocess.run([sys.executable, str(out / "run.py"), "--profile", *fast], capture_output=True, text=True)
+    assert prof.returncode == 0, prof.stderr
+    d = json.loads((out / "profile.json").read_text())
+    assert d["schema"] == PROFILE_SCHEMA and d["seq_len"] == 32 and len(d["points"]) == 4 and "fit" in d
+    run = subprocess.run([sys.executable, str(out / "run.py"), *fast, "--ceiling-seconds", "0.01", "--ceiling-runs", "2"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    real = [x for x in json.loads((out / "report.json").read_text())["results"] if x.get("inputs") == "real"]
+    assert len(real) == 1 and real[0]["texts"] == 10 and real[0]["runs"] == 20 and real[0]["mean_tokens"] > 3
+    bad = CliRunner().invoke(app, ["bundle", str(onnx_dir / "model_int8_dynamic.onnx"), "--output", str(tmp_path / "b2"),
+                                   "--profile-models", str(tmp_path)])
+    assert bad.exit_code == 2 and "has no points.json" in bad.stderr and not (tmp_path / "b2").exists()
