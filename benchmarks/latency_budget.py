@@ -1,0 +1,153 @@
+"""A latency budget end to end on this machine: profile -> compress -> int8 export -> measured latency.
+
+    python -m benchmarks.latency_budget [--fraction 0.45] [--seeds 1] [--threads 1 2] [--reuse-from runs/accuracy]
+
+1. ``sensi-edge profile --threads 1 --seq-len 128 --points 16 --seconds 2`` -> results/latency_profile_t1_s128.json.
+2. Budget = ``--fraction`` x the profile's dense point (MiniLM shape, int8, 1 thread, 128 tokens), in ms.
+3. Per seed: ``compress --task sst2 --data rt-polarity --max-train-samples 4000 --epochs 2 --budget-kind latency
+   --budget MS --latency-profile ...``; with ``--reuse-from`` the seed's dense fine-tune and sensitivity come from
+   the accuracy benchmark's kept run (the same rows, recipe and seed: computed identically).
+4. ``export --onnx --quantize dynamic`` of the compressed model and of the seed's dense fine-tuned model (the
+   plain int8 export a user already has), both verified on the whole validation split.
+5. ``bench`` of compressed int8, dense int8 and dense PyTorch fp32 (baseline) at 128 tokens and over the
+   validation sentences at their own lengths (``--texts-from``), ``--threads`` each, interleaved.
+Results: results/latency_budget.json and .md (predicted vs measured, accuracy, speed-ups); every step is
+skipped when its output exists, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from sensi_edge.bench import BenchConfig, bench, render_markdown
+from sensi_edge.compress import CompressConfig, compress
+from sensi_edge.export import ExportConfig, export
+from sensi_edge.finetune import Recipe
+from sensi_edge.latency import ProfileConfig, load_profile, profile
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DATA = ROOT.parent.parent / "shared" / "data" / "rt-polarity"
+PROFILE = RESULTS / "latency_profile_t1_s128.json"
+
+
+def _export(model: Path, out: Path) -> dict:
+    if not (out / "export_report.json").is_file():
+        export(ExportConfig(model, out, quantize=("dynamic",), task="sst2", data=str(DATA)), log=lambda m: None)
+    return json.loads((out / "export_report.json").read_text())
+
+
+def _int8(rep: dict) -> dict:
+    return next(v for v in rep["variants"] if v["name"] == "int8-dynamic")
+
+
+def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, threads: list[int]) -> dict:
+    out = work / f"rt-polarity_latency_s{seed}"
+    reuse = reuse_from / f"rt-polarity_default_b0.5_s{seed}" if reuse_from else None
+    if reuse is not None and not (reuse / "dense_model" / "config.json").is_file():
+        reuse = None
+    if not (out / "report.json").is_file():
+        compress(CompressConfig(task="sst2", data=str(DATA), output=out, budget=budget_ms, budget_kind="latency",
+                                latency_profile=PROFILE, recipe=Recipe(epochs=2, seed=seed), max_train_samples=4000,
+                                reuse=reuse, keep_intermediate=reuse is None),
+                 resume=(work / f"{out.name}.partial").exists())
+    report = json.loads((out / "report.json").read_text())
+    dense_model = (reuse or out) / "dense_model"
+    comp = _export(out / "model", work / f"{out.name}-onnx")
+    dense = _export(dense_model, work / f"rt-polarity_dense_s{seed}-onnx")
+    bench_path = work / f"{out.name}-bench.json"
+    if not bench_path.is_file():
+        variants = (work / f"{out.name}-onnx" / _int8(comp)["file"], work / f"rt-polarity_dense_s{seed}-onnx" / _int8(dense)["file"])
+        b = bench(BenchConfig(models=variants, baseline=dense_model, threads=tuple(threads), seq_len=128,
+                              texts_from=str(DATA), task="sst2", texts=1000, passes=2), log=print)
+        bench_path.write_text(json.dumps(b, indent=2) + "\n")
+        (work / f"{out.name}-bench.md").write_text(render_markdown(b))
+    b = json.loads(bench_path.read_text())
+    rows = {}
+    for r in b["results"]:
+        who = "pytorch" if r["is_baseline"] else ("compressed" if f"{out.name}-onnx" in r["path"] else "dense_int8")
+        rows[(who, r["threads"], r.get("inputs") or "fixed")] = r
+    t1 = rows[("compressed", 1, "fixed")]["median_ms"]
+    predicted = report["latency_prediction"]["trimmed_ms"]
+    m = report["metric"]
+    return {
+        "seed": seed, "budget_ms": budget_ms, "predicted_ms": predicted, "measured_ms_t1_s128": t1,
+        "prediction_error": (predicted - t1) / t1, "reused_from": str(reuse) if reuse else None,
+        "plan": report["plan"], "encoder_ratio": report["params"]["encoder_ratio"],
+        "dense_pytorch": report["dense_baseline"][m], "compressed_pytorch": report["compressed"][m],
+        "dense_int8": _int8(dense)["metrics"][m], "compressed_int8": _int8(comp)["metrics"][m],
+        "latency": {f"{who}/t{t}/{inp}": {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"]}
+                    for (who, t, inp), r in rows.items()},
+        "speedup": {f"t{t}/{inp}": {"vs_dense_int8": rows[("dense_int8", t, inp)]["median_ms"] / rows[("compressed", t, inp)]["median_ms"],
+                                    "vs_pytorch": rows[("pytorch", t, inp)]["median_ms"] / rows[("compressed", t, inp)]["median_ms"]}
+                    for t in threads for inp in ("fixed", "real")},
+        "mean_tokens": rows[("compressed", threads[0], "real")]["mean_tokens"],
+        "command": f"sensi-edge compress --task sst2 --data ../shared/data/rt-polarity --max-train-samples 4000 --epochs 2 "
+                   f"--seed {seed} --budget-kind latency --budget {budget_ms:.3f} --latency-profile "
+                   f"benchmarks/results/{PROFILE.name} --output rt-polarity_latency_s{seed}"
+                   + (f" --reuse {reuse}" if reuse else ""),
+    }
+
+
+def render(summary: dict) -> str:
+    p, runs = summary["profile"], summary["runs"]
+    fit = p["fit"]
+    lines = [f"# Latency budget on this machine ({p['cpu']}, {p['threads']} thread, {p['seq_len']} tokens, int8)", "",
+             "`python -m benchmarks.latency_budget` (module docstring: steps). Profile: `sensi-edge profile --threads 1 "
+             f"--seq-len 128 --points 16 --seconds 2` -> {fit['fixed_ms']:.3f} ms + {fit['per_head_ms'] * 1e3:.2f} us/head + "
+             f"{fit['per_neuron_ms'] * 1e3:.3f} us/neuron (R^2 {fit['r2']:.4f}; leave-one-out error median "
+             f"{fit['loo_median_rel_error']:.1%}, max {fit['loo_max_rel_error']:.1%}); dense point {p['dense_ms']:.3f} ms.",
+             f"Budget: {summary['fraction']:.0%} of the dense point = {summary['budget_ms']:.3f} ms.", "",
+             "| seed | predicted ms | measured ms (int8, 1 thread, 128 tok) | error | encoder kept | accuracy dense / compressed (PyTorch) | int8 dense / compressed |",
+             "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['seed']} | {r['predicted_ms']:.3f} | {r['measured_ms_t1_s128']:.3f} | {r['prediction_error']:+.1%} | "
+                     f"{r['encoder_ratio']:.1%} | {r['dense_pytorch']:.2f} / {r['compressed_pytorch']:.2f} | "
+                     f"{r['dense_int8']:.2f} / {r['compressed_int8']:.2f} |")
+    lines += ["", f"Speed-up of the compressed int8 model (median ms per sequence, interleaved; real = the 1,000 validation "
+              f"sentences at their own lengths, mean {runs[0]['mean_tokens']:.1f} tokens):", "",
+              "| seed | threads | inputs | dense PyTorch ms | dense int8 ms | compressed int8 ms | vs dense int8 | vs dense PyTorch |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for key, sp in r["speedup"].items():
+            t, inp = key.split("/")
+            lat = r["latency"]
+            lines.append(f"| {r['seed']} | {t[1:]} | {inp} | {lat[f'pytorch/{t}/{inp}']['median_ms']:.2f} | "
+                         f"{lat[f'dense_int8/{t}/{inp}']['median_ms']:.2f} | {lat[f'compressed/{t}/{inp}']['median_ms']:.2f} | "
+                         f"{sp['vs_dense_int8']:.2f}x | {sp['vs_pytorch']:.2f}x |")
+    if len(runs) > 1:
+        errs = [abs(r["prediction_error"]) for r in runs]
+        lines += ["", f"Prediction error over seeds: mean |error| {statistics.mean(errs):.1%}, max {max(errs):.1%}."]
+    lines += ["", "Commands (per seed): " + "; ".join(f"`{r['command']}`" for r in runs), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fraction", type=float, default=0.45)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reuse-from", type=Path, default=None, help="the accuracy benchmark's run folder")
+    ap.add_argument("--workdir", type=Path, default=ROOT.parent / "runs" / "latency")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if not PROFILE.is_file():
+        profile(ProfileConfig(output=PROFILE, threads=1, seq_len=128, points=16, seconds=2.0))
+    prof = json.loads(PROFILE.read_text())
+    dense_ms = prof["points"][0]["median_ms"]  # profile_geometries puts the dense shape first
+    budget_ms = round(args.fraction * dense_ms, 3)
+    model = load_profile(PROFILE)
+    runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads) for s in args.seeds]
+    summary = {"fraction": args.fraction, "budget_ms": budget_ms,
+               "profile": {"cpu": model.cpu, "threads": model.threads, "seq_len": model.seq_len, "fit": prof["fit"],
+                           "dense_ms": dense_ms},
+               "runs": runs}
+    (RESULTS / "latency_budget.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "latency_budget.md").write_text(render(summary))
+    print((RESULTS / "latency_budget.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
