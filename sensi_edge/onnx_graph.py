@@ -16,13 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
-import torch
 from onnx import TensorProto, helper
 
 from .errors import SensiEdgeError, first_line
+from .runners import INPUT_NAMES as INPUTS  # one contract for runners, exporter and ONNX folders
 from .runners import output_names
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu", "QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QuantizeLinear",
              "DequantizeLinear", "QEmbedLayerNormalization", "LayerNormalization")
@@ -40,23 +39,30 @@ def in_tempdir():
             os.chdir(old)
 
 
-class _Positional(torch.nn.Module):
+def _positional(model, outputs: tuple[str, ...]):
     """The model as a function of (input_ids, attention_mask, token_type_ids) returning its logits as
-    a tuple, so the traced graph has exactly the input and output names the runners and optimum use."""
+    a tuple, so the traced graph has exactly the input and output names the runners and optimum use.
+    (Built here, not at import, so that quantize and the ONNX-only tools do not pull in torch.)"""
+    import torch
 
-    def __init__(self, model, outputs: tuple[str, ...]):
-        super().__init__()
-        self.model, self.outputs = model, outputs
+    class Positional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         return_dict=True)
-        return tuple(out[name] for name in self.outputs)
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             return_dict=True)
+            return tuple(out[name] for name in outputs)
+
+    return Positional()
 
 
 def export_model(model, path: Path, opset: int = 17) -> None:
     """fp32 ONNX with dynamic batch and sequence axes; inputs ids/mask/token types."""
     import warnings
+
+    import torch
 
     model = model.cpu().eval()
     outputs = output_names(model)
@@ -68,7 +74,7 @@ def export_model(model, path: Path, opset: int = 17) -> None:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about python control flow on shapes
-            torch.onnx.export(_Positional(model, outputs).eval(), (ids, mask, types), str(path), input_names=list(INPUTS),
+            torch.onnx.export(_positional(model, outputs).eval(), (ids, mask, types), str(path), input_names=list(INPUTS),
                               output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
     except Exception as exc:
