@@ -3,7 +3,7 @@
 The public API, one call per pipeline stage (the CLI is a thin layer over these)::
 
     from sensi_edge import CompressConfig, ExportConfig, BenchConfig, Recipe
-    from sensi_edge import compress, export, evaluate, bench, bundle
+    from sensi_edge import compress, export, evaluate, bench, bundle, profile
 
     run = compress(CompressConfig(task="sst2", data="../shared/data/rt-polarity", output="runs/rt"))
     onnx = export(ExportConfig(run.output / "model", "runs/rt-onnx", quantize=("dynamic",)))
@@ -35,6 +35,8 @@ _API = {
     "bench": ("bench", "bench"),  # interleaved latency, medians and p90, threads stated
     "BenchConfig": ("bench", "BenchConfig"),
     "bundle": ("bundle", "bundle"),  # a folder a device runs with onnxruntime + numpy only
+    "profile": ("latency", "profile"),  # what a head and a neuron cost on this CPU: the latency budget's table
+    "ProfileConfig": ("latency", "ProfileConfig"),
     "SensiEdgeError": ("errors", "SensiEdgeError"),
 }
 __all__ = [*_API, "__version__"]

@@ -25,13 +25,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import distributed
-from .artifacts import SensitivityReport, TrimPlan, refuse_occupied, write_json_atomic
-from .errors import SensiEdgeError, first_line
+from .artifacts import refuse_occupied, write_json_atomic
+from .errors import SensiEdgeError
 from .finetune import Recipe
+from .run_report import _json_or_empty
 from .runlock import LOCK_NAME, RunLock
 
 STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
@@ -217,19 +218,15 @@ class _Timer:
         self._closed = True
 
 
-def _subsample(ds, n, seed):
-    return ds.shuffle(seed=seed).select(range(min(n, len(ds)))) if n is not None else ds
-
-
-def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressResult:
+def _validate(cfg: CompressConfig):
+    """Every check that needs the model's config or the task, before anything is loaded or written:
+    (task, sequence length, budget, resolved model)."""
     from .arch import adapter_for
-    from .data import load_task_data
+    from .baselines import METHODS
     from .loading import load_config, resolve_model
     from .planner import ALLOCATIONS, NO_FLOORS, Budget, Floors, check_budget
     from .tasks import get_task
 
-    # ---- validate everything before writing anything -------------------------------------
-    output = Path(cfg.output).expanduser().resolve()
     task = get_task(cfg.task, list(cfg.text_columns), cfg.label_column, cfg.num_labels)
     seq_len = task.default_seq_length if cfg.max_seq_length is None else cfg.max_seq_length
     latency = None
@@ -237,13 +234,11 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         from .latency import load_profile
 
         latency = load_profile(cfg.latency_profile)
-    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len, latency=latency if cfg.budget_kind == "latency"
-                    else None)
+    budget = Budget(cfg.budget_kind, cfg.budget, cfg.absolute, seq_len,
+                    latency=latency if cfg.budget_kind == "latency" else None)
     if cfg.allocation not in ALLOCATIONS:
         raise SensiEdgeError(f"unknown --allocation {cfg.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
-    Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
-    from .baselines import METHODS
-
+    floors = Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
     if cfg.method not in METHODS:
         raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
     model_spec = resolve_model(cfg.model)
@@ -258,17 +253,24 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
     max_pos = getattr(model_config, "max_position_embeddings", 512)
     if seq_len > max_pos:
         raise SensiEdgeError(f"--max-seq-length {seq_len} exceeds the model's {max_pos} positions; lower it")
-    if cfg.method == "sensitivity":
-        check_budget(dense, budget, Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn))
-    else:
-        check_budget(dense, budget, NO_FLOORS)
+    check_budget(dense, budget, floors if cfg.method == "sensitivity" else NO_FLOORS)
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json); "
-                            "pass the output folder of a run made with --keep-intermediate")
+                             "pass the output folder of a run made with --keep-intermediate")
     w = distributed.world()
     if cfg.recipe.batch_size % w.size:
         raise SensiEdgeError(f"--batch-size {cfg.recipe.batch_size} is the global batch, split over the {w.size} "
                              f"processes: make it a multiple of {w.size}")
+    return task, seq_len, budget, model_spec
+
+
+def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressResult:
+    """The whole run in OUT.partial/, renamed to OUT when complete (module docstring: the stages)."""
+    from .data import load_task_data
+
+    output = Path(cfg.output).expanduser().resolve()
+    task, seq_len, budget, model_spec = _validate(cfg)
+    w = distributed.world()
     train, val, task = load_task_data(cfg.data, task)
     distributed.join()
     # Under a launcher only rank 0 touches the folder; its verdict (or its error) reaches every rank.
@@ -290,8 +292,10 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
                 problem = exc
         _agree(problem)
         timer = _Timer(work / "timings.json") if w.is_main else _Timer(None)
-        report = _run_stages(cfg, resume, log if w.is_main else _quiet, work, timer, task, budget, model_spec, train,
-                             val, seq_len)
+        from .stages import Run, run_all
+
+        report = run_all(Run(cfg, resume, log if w.is_main else _quiet, work, timer, task, budget, model_spec, seq_len),
+                         train, val)
         timer.close()
         if w.is_main:
             _remove_temp_files(work)
@@ -374,174 +378,6 @@ def _has_progress(work: Path) -> bool:
     return any(p.is_dir() for p in work.glob("ckpt-*/checkpoint-*"))
 
 
-def _run_stages(cfg, resume, log, work, timer, task, budget, model_spec, train, val, seq_len) -> dict:
-    import torch
-    from transformers import AutoTokenizer
-
-    from .arch import adapter_for
-    from .baselines import plan_with
-    from .evaluation import batches
-    from .finetune import TrimSchedule, finetune
-    from .loading import load_for_task
-    from .planner import Floors
-    from .runners import INPUT_NAMES, TorchRunner
-    from .sensitivity import analyse, plot_heatmap
-    from .surgery import apply_plan, parity
-    from .task_eval import evaluator_for
-
-    torch.manual_seed(cfg.recipe.seed)
-    w = distributed.world()
-    main = w.is_main
-
-    def todo(path: Path) -> bool:
-        """Whether a stage still has to run, as rank 0 sees it (every rank then does the same)."""
-        distributed.barrier()  # the previous stage's files are all written
-        return not distributed.from_main(path.exists())
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_spec)
-    except Exception as exc:
-        raise SensiEdgeError(f"cannot load the tokenizer of {model_spec!r}: {first_line(exc)}") from exc
-    ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
-    shuffled = train.shuffle(seed=cfg.recipe.seed)
-    n_calib = min(cfg.calibration_samples, max(len(shuffled) // 5, 1))
-    calib_rows = shuffled.select(range(n_calib))  # held out: never trained on
-    train_rows = shuffled.select(range(n_calib, len(shuffled)))
-    train_rows = _subsample(train_rows, cfg.max_train_samples, cfg.recipe.seed)
-    val_rows = _subsample(val, cfg.max_eval_samples, cfg.recipe.seed)
-    train_enc = ev.train_features(train_rows)
-    val_prep = ev.prepare(val_rows)
-    calib_enc = ev.train_features(calib_rows)
-    # batched by length: far less padding, so the probes (one pass over these rows per group) cost less
-    calib_enc = calib_enc.select(sorted(range(len(calib_enc)), key=lambda i: len(calib_enc[i]["input_ids"])))
-    calib = batches(calib_enc, tokenizer, cfg.recipe.batch_size)
-    steps_per_epoch = -(-len(train_enc) // cfg.recipe.batch_size)
-    recipe_steps = int(round(steps_per_epoch * cfg.recipe.epochs))
-    log(f"task {task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration rows "
-        f"(held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
-
-    def stage(key: str, what: str) -> None:
-        log(f"== {key}: {what}")
-        timer.start(key)
-
-    # ---- baseline --------------------------------------------------------------------------
-    baseline_path = work / "baseline.json"
-    if cfg.baseline and todo(baseline_path):
-        stage("baseline", "dense fine-tune with the same recipe")
-        _, model = load_for_task(model_spec, task)
-        model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-baseline", resume=resume)
-        if main:
-            metrics = ev.score(TorchRunner(model.cpu()), val_prep).metrics
-            _save_model_atomic(model, tokenizer, work / "dense_model")  # analysed, trimmed from, the teacher
-            write_json_atomic(baseline_path, {"metrics": metrics, "train": info})
-            shutil.rmtree(work / "ckpt-baseline", ignore_errors=True)
-        timer.stop()
-        del model
-    distributed.barrier()
-    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
-
-    # ---- warm-up (one-fine-tune mode only) + sensitivity ------------------------------------
-    warm_dir = work / ("dense_model" if cfg.baseline else "warm_model")  # the analysed model
-    if todo(warm_dir / "config.json"):
-        if cfg.baseline:
-            raise SensiEdgeError(f"internal error: the baseline stage left no {warm_dir}")
-        stage("warmup", "brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
-        _, model = load_for_task(model_spec, task)
-        warm_steps = max(1, int(round(cfg.effective_warmup_fraction * recipe_steps)))
-        model, _, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-warmup", resume=resume,
-                                  max_steps=warm_steps)
-        if main:
-            _save_model_atomic(model, tokenizer, warm_dir)
-            shutil.rmtree(work / "ckpt-warmup", ignore_errors=True)
-        timer.stop()
-    sens_path = work / "sensitivity.json"
-    if todo(sens_path):
-        stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}"
-                             + (f", calibration batches split over {w.size} processes" if w.distributed else ""))
-        _, model = load_for_task(str(warm_dir), task)
-        report = analyse(model.to(distributed.device_for(w)), calib, cfg.probe_density, cfg.sensitivity_method)
-        if main:
-            plot_heatmap(report, work / "sensitivity.png")
-            report.save(sens_path)
-        timer.stop()
-    distributed.barrier()
-    sens = SensitivityReport.load(sens_path)
-
-    # ---- plan --------------------------------------------------------------------------------
-    plan_path = work / "plan.json"
-    if todo(plan_path) and main:  # cheap and deterministic: rank 0 plans, the others read its plan
-        stage("plan", f"{cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
-        model = load_for_task(str(warm_dir), task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
-        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
-                         floors=Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn), allocation=cfg.allocation,
-                         calib=calib)
-        plan = replace(plan, source={**plan.source, "method": cfg.method, "model": model_spec, "task": task.name})
-        plan.save(plan_path)
-        timer.stop()
-    distributed.barrier()
-    plan = TrimPlan.load(plan_path)
-    log(f"plan: heads per layer {list(plan.trimmed.heads)}, FFN per layer {list(plan.trimmed.ffn)}")
-
-    # ---- trimmed fine-tune + physical removal -------------------------------------------------
-    trim_path = work / "trim.json"
-    model_dir = work / "model"
-    if todo(trim_path) and (main or cfg.method != "fisher-mask"):  # mask tuning is not distributed: rank 0 only
-        _, model = load_for_task(str(warm_dir), task)
-        if cfg.method == "fisher-mask":
-            from .kwon import fold, tune_masks
-
-            stage("trim", "least-squares mask tuning on the calibration rows, then removal (no retraining)")
-            tuned, tuning_log = tune_masks(model, plan, calib)
-            fold(model, tuned)
-            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022): mask search, rearrangement, mask tuning",
-                    "mask_tuning": tuning_log}
-        else:
-            stage("trim", f"fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
-                       + (", distilled from the dense model" if cfg.distill else "")
-                       + (f" (hidden states, weight {cfg.distill_hidden:g})" if cfg.distill_hidden else "") + ", then remove")
-            schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
-            teacher = load_for_task(str(work / "dense_model"), task)[1] if cfg.distill else None
-            model, handle, info = finetune(model, tokenizer, train_enc, cfg.recipe, work / "ckpt-trim",
-                                           resume=resume, schedule=schedule, teacher=teacher,
-                                           hidden_weight=cfg.distill_hidden)
-            del teacher
-            handle.remove()
-        if main:
-            model = model.cpu().eval()
-            trimmed = apply_plan(model, plan)
-            probe = {k: v for k, v in calib[0].items() if k in INPUT_NAMES}
-            diff = parity(model, trimmed, plan, probe)
-            if not diff <= 1e-4:  # also catches NaN
-                raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
-            _save_model_atomic(trimmed, tokenizer, model_dir)
-            write_json_atomic(trim_path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
-            shutil.rmtree(work / "ckpt-trim", ignore_errors=True)
-        timer.stop()
-    distributed.barrier()
-    if not main:
-        return {}  # rank 0 scores, reports and publishes; compress() reads its report after the rename
-    trim_info = json.loads(trim_path.read_text())
-
-    # ---- report ------------------------------------------------------------------------------
-    stage("report", "reload the saved model and score it")
-    _, compressed = load_for_task(str(model_dir), task)
-    if adapter_for(compressed).geometry(compressed) != plan.trimmed:
-        raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
-    metrics = ev.score(TorchRunner(compressed), val_prep).metrics
-    timer.stop()
-    report = _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, len(train_rows),
-                           n_calib, len(val_rows), recipe_steps, timer.seconds, seq_len)
-    write_json_atomic(work / "report.json", report)
-    (work / "report.md").write_text(render_markdown(report))
-    from .model_card import write as write_model_card
-
-    write_model_card(model_dir, report)
-    if not cfg.keep_intermediate:
-        shutil.rmtree(work / "warm_model", ignore_errors=True)
-        shutil.rmtree(work / "dense_model", ignore_errors=True)
-    return report
-
-
 def _publish(work: Path, output: Path) -> None:
     """The one step that makes a run visible under its final name (only complete runs are ever named OUT)."""
     if output.exists():
@@ -600,167 +436,3 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
             continue
         os.replace(tmp, work / name)
     log(f"reusing from {source}: " + (", ".join(n for n in REUSABLE if (work / n).exists()) or "nothing"))
-
-
-def _json_or_empty(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _save_model_atomic(model, tokenizer, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-
-
-def count_saved_params(model_dir: Path) -> dict[str, int]:
-    """Parameter counts read from the saved tensors themselves (not from the config)."""
-    from safetensors import safe_open
-
-    counts = {"encoder": 0, "total": 0}
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        with safe_open(str(f), "pt") as st:
-            for key in st.keys():
-                n = 1
-                for s in st.get_slice(key).get_shape():
-                    n *= s
-                counts["total"] += n
-                if ".encoder.layer." in key or key.startswith("encoder.layer."):
-                    counts["encoder"] += n
-    return counts
-
-
-def fisher_predicted(sens) -> dict[str, float]:
-    """Per group, the Fisher estimate of its probe's loss increase (the quantity the probes calibrate);
-    its ranking is what the sweep page's seed-to-seed rank stability is computed on."""
-    from .planner import fisher_predicted as predicted
-
-    return {f"L{layer}.{kind}": v for (layer, kind), v in predicted(sens).items()}
-
-
-def _build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,
-                  n_val, recipe_steps, seconds, seq) -> dict:
-    from .cost import encoder_flops, encoder_params
-
-    saved = count_saved_params(model_dir)
-    dense_enc = encoder_params(plan.dense)
-    total = sum(seconds.values())
-    reused = _json_or_empty(Path(model_dir).parent / "reused_timings.json")
-    whole = {**reused, **seconds}  # a whole run's stages: this run's own plus the ones it reused
-    whole_total = sum(whole.values())
-    sens_share = (whole.get("warmup", 0) + whole.get("sensitivity", 0)) / whole_total if whole_total else 0.0
-    return {
-        "task": task.to_dict(),
-        "model": model_spec,
-        "data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
-        "metric": task.metric,
-        "method": cfg.method,
-        "reused_stages_from": str(cfg.reuse) if cfg.reuse else None,
-        "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
-        "recipe": cfg.recipe.to_dict(),
-        "recipe_steps": recipe_steps,
-        "dense_baseline": baseline["metrics"] if baseline else None,
-        "compressed": metrics,
-        "metric_delta": (metrics[task.metric] - baseline["metrics"][task.metric]) if baseline else None,
-        "params": {
-            "counted_from": "saved safetensors; encoder = parameters inside encoder layers (embeddings, pooler, head excluded)",
-            "encoder_before": dense_enc,
-            "encoder_after_planned": encoder_params(plan.trimmed),
-            "encoder_after_saved": saved["encoder"],
-            "encoder_ratio": saved["encoder"] / dense_enc,
-            "total_after_saved": saved["total"],
-            "total_before": saved["total"] - saved["encoder"] + dense_enc,
-        },
-        "flops": {
-            "seq_len": seq,
-            "counted": "encoder matmul FLOPs (2 x MACs) per sequence",
-            "encoder_before": encoder_flops(plan.dense, seq),
-            "encoder_after": encoder_flops(plan.trimmed, seq),
-            "encoder_ratio": encoder_flops(plan.trimmed, seq) / encoder_flops(plan.dense, seq),
-        },
-        "budget": plan.budget,
-        "latency_prediction": _latency_prediction(cfg, plan),
-        "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
-                 "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
-        "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
-                        "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.effective_warmup_fraction,
-                        "analysed_model": "dense fine-tune" if cfg.baseline else "warm-up fine-tune",
-                        "seconds": round(sens.seconds, 1),
-                        "group_scores": {f"L{g.layer}.{g.kind}": g.score for g in sens.groups},
-                        "fisher_predicted": fisher_predicted(sens),
-                        "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
-        "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,
-                       "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
-        "distill": cfg.distill,
-        "distill_hidden": cfg.distill_hidden,
-        "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
-        "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
-        "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},
-        "whole_run_wall_seconds": round(whole_total, 1),
-        "sensitivity_share_of_wall_time": round(sens_share, 4),
-        "threads": __import__("torch").get_num_threads(),
-        **_launch_facts(cfg),
-        "sessions": json.loads((Path(model_dir).parent / "run.json").read_text()).get("sessions", 1),
-    }
-
-
-def _latency_prediction(cfg, plan) -> dict | None:
-    """Predicted ms per sequence of the dense and the trimmed model from --latency-profile (None without one);
-    ``bench`` measures the exported model against it."""
-    if cfg.latency_profile is None:
-        return None
-    from .latency import load_profile
-
-    m = load_profile(cfg.latency_profile)
-    return {"profile": str(Path(cfg.latency_profile).expanduser().resolve()), "seq_len": m.seq_len,
-            "threads": m.threads, "precision": m.precision, "cpu": m.cpu,
-            "dense_ms": round(m.predict_ms(plan.dense), 4), "trimmed_ms": round(m.predict_ms(plan.trimmed), 4)}
-
-
-def _launch_facts(cfg) -> dict:
-    """How the run was launched: processes (torchrun / accelerate launch), the device they trained on,
-    the fine-tuning precision."""
-    w = distributed.world()
-    return {"world_size": w.size, "device_type": distributed.device_for(w).split(":")[0],
-            "precision": cfg.recipe.precision}
-
-
-def render_markdown(r: dict) -> str:
-    m = r["metric"]
-    base = r["dense_baseline"][m] if r["dense_baseline"] else None
-    lines = [
-        f"# sensi-edge compress report: {r['task']['name']}",
-        "",
-        f"- model: `{r['model']}`",
-        f"- data: `{r['data']}` (train {r['rows']['train']}, held-out calibration {r['rows']['calibration_held_out']}, "
-        f"validation {r['rows']['validation']})",
-        f"- budget: {r['budget']['value']} of encoder {r['budget']['kind']}" + (" (absolute)" if r["budget"]["absolute"] else "")
-        + f" at seq len {r['budget']['seq_len']}",
-        "",
-        "| | dense baseline | compressed |",
-        "|---|---|---|",
-        f"| validation {m} | {base:.2f} |" if base is not None else f"| validation {m} | (not run) |",
-    ]
-    lines[-1] += f" {r['compressed'][m]:.2f} |"
-    p, f = r["params"], r["flops"]
-    lines += [
-        f"| encoder params | {p['encoder_before']:,} | {p['encoder_after_saved']:,} ({p['encoder_ratio']:.1%}) |",
-        f"| total params | {p['total_before']:,} | {p['total_after_saved']:,} |",
-        f"| encoder GFLOPs @ seq {f['seq_len']} | {f['encoder_before'] / 1e9:.3f} | {f['encoder_after'] / 1e9:.3f} ({f['encoder_ratio']:.1%}) |",
-        "",
-        f"Heads per layer: {r['plan']['heads_per_layer']} (of {r['plan']['dense_heads']})  ",
-        f"FFN neurons per layer: {r['plan']['ffn_per_layer']} (of {r['plan']['dense_ffn']})  ",
-        f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}  ",
-        f"Analysed and trimmed from: the {r['sensitivity']['analysed_model']}; method {r['method']}"
-        + (f", allocation {r['allocation']['name']}, floors {r['allocation']['floors']}" if r["allocation"]["name"] else "")
-        + f"; distilled from the dense model: {'yes' if r['distill'] else 'no'}",
-        "",
-        "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_seconds"].items())
-        + (f"; reused from {r['reused_stages_from']}: " + ", ".join(f"{k} {v}" for k, v in r["reused_wall_seconds"].items())
-           + f" (whole run {r['whole_run_wall_seconds']})" if r.get("reused_wall_seconds") else "")
-        + f"; sensitivity (warm-up + probes) = {r['sensitivity_share_of_wall_time']:.1%} of the whole run; {r['threads']} threads.",
-        "",
-    ]
-    return "\n".join(lines)

@@ -77,3 +77,57 @@ def test_int8_bundle_runs_under_emulated_aarch64(arm_env, irregular_export, tmp_
     (result,) = report["results"]
     assert result["threads"] == 1 and result["runs"] >= 1 and result["median_ms"] > 0, result
     assert result["ceiling_kind"] == "int8" and result["ceiling_gflops"] > 0, result
+
+
+def test_a_profile_measured_under_emulated_aarch64_plans_a_model_whose_bundle_runs_there(arm_env, tmp_path):
+    """The latency-budget path for a board, end to end: profile models travel in a bundle, run.py --profile
+    measures them on the (emulated) board, compress plans against that profile on the host, and the plan's
+    int8 export runs there. Emulated timings mean nothing; the path has to work."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from conftest import sentiment_rows, tiny_config, write_jsonl
+    from sensi_edge.loading import default_model_path
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    # wide enough that a head and a neuron cost measurable time even under emulation
+    BertModel(tiny_config(layers=2, heads=4, hidden=128, ffn=512)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(base)
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", sentiment_rows(64))
+    write_jsonl(data / "validation.jsonl", sentiment_rows(16, seed=1))
+    runner = CliRunner()
+    res = runner.invoke(app, ["profile", "--model", str(base), "--output", str(tmp_path / "host.json"), "--points", "6",
+                              "--seconds", "0.05", "--seq-len", "32", "--keep-models", str(tmp_path / "pm")])
+    assert res.exit_code == 0, res.stderr
+    res = runner.invoke(app, ["export", str(base), "--onnx", "--output", str(tmp_path / "dense-onnx"), "--task", "sst2",
+                              "--data", str(data), "--max-metric-drop", "100"])
+    assert res.exit_code == 0, res.stderr
+    carrier = tmp_path / "carrier"
+    res = runner.invoke(app, ["bundle", str(tmp_path / "dense-onnx" / "model_int8_dynamic.onnx"), "--output", str(carrier),
+                              "--seq-len", "32", "--profile-models", str(tmp_path / "pm")])
+    assert res.exit_code == 0, res.stderr
+    run = _script("run", str(carrier), "--profile", "--runs", "20", "--seconds", "0.5", "--warmup", "2", "--threads", "1",
+                  timeout=1800)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    prof = json.loads((carrier / "profile.json").read_text())
+    assert prof["environment"]["cpu"]["machine"] == "aarch64" and prof["seq_len"] == 32
+    budget = round(0.7 * prof["points"][0]["median_ms"], 4)
+    res = runner.invoke(app, ["compress", "--model", str(base), "--task", "sst2", "--data", str(data), "--output",
+                              str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16", "--calibration-samples", "16",
+                              "--budget-kind", "latency", "--budget", str(budget), "--latency-profile",
+                              str(carrier / "profile.json")])
+    assert res.exit_code == 0, res.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["latency_prediction"]["trimmed_ms"] <= budget and report["budget"]["kind"] == "latency"
+    res = runner.invoke(app, ["export", str(tmp_path / "run" / "model"), "--onnx", "--output", str(tmp_path / "run-onnx"),
+                              "--max-metric-drop", "100"])
+    assert res.exit_code == 0, res.stderr
+    planned = tmp_path / "planned"
+    res = runner.invoke(app, ["bundle", str(tmp_path / "run-onnx" / "model_int8_dynamic.onnx"), "--output", str(planned),
+                              "--seq-len", "32"])
+    assert res.exit_code == 0, res.stderr
+    run = _script("run", str(planned), *RUN_ARGS, timeout=900)
+    assert run.returncode == 0 and "output check: OK" in run.stdout, f"{run.stdout}\n{run.stderr}"
+    assert json.loads((planned / "report.json").read_text())["environment"]["cpu"]["machine"] == "aarch64"

@@ -93,7 +93,7 @@ def _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **override):
     ({"--task": "summarise"}, "unknown task 'summarise'"),
     ({"--budget": "0"}, "budget 0.0 is a fraction and must be in (0, 1]"),
     ({"--budget": "1.5"}, "budget 1.5 is a fraction and must be in (0, 1]"),
-    ({"--budget-kind": "latency"}, "unknown budget kind"),
+    ({"--budget-kind": "energy"}, "unknown budget kind"),
 ])
 def test_bad_arguments(tmp_path, tiny_model_dir, tiny_sst2_dir, override, message):
     res = _bad(tmp_path, tiny_model_dir, tiny_sst2_dir, **override)

@@ -79,7 +79,7 @@ def test_absolute_budget_and_errors():
         with pytest.raises(SensiEdgeError, match="budget"):
             Budget("params", bad)
     with pytest.raises(SensiEdgeError, match="budget kind"):
-        Budget("latency", 0.5)
+        Budget("energy", 0.5)
     with pytest.raises(SensiEdgeError, match="cannot be trimmed"):
         allocate(MINILM, _random_scores(MINILM, 0), Budget("params", 100, absolute=True))
 

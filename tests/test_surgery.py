@@ -9,7 +9,7 @@ from transformers import BertForQuestionAnswering, BertForSequenceClassification
 
 from sensi_edge.arch import adapter_for
 from sensi_edge.artifacts import TrimPlan
-from sensi_edge.compress import count_saved_params
+from sensi_edge.run_report import count_saved_params
 from sensi_edge.cost import encoder_params
 from sensi_edge.masking import MaskSet, attach
 from sensi_edge.surgery import apply_plan, parity

@@ -1,0 +1,278 @@
+"""The compress pipeline's stages, one function each, in the order they run.
+
+    prepare -> baseline -> warmup (one-fine-tune mode) -> sensitivity -> plan -> trim -> report
+
+Every stage reads what earlier stages wrote into the work folder (``baseline.json``, ``dense_model/``,
+``sensitivity.json``, ``plan.json``, ``trim.json``) and is skipped when its own artifact is already there,
+which is what ``--resume`` and ``--reuse`` rely on. Under torchrun / accelerate launch every rank runs
+every stage (the fine-tunes are DDP, the sensitivity sums are split over ranks); rank 0 alone writes,
+and a barrier follows each stage so all ranks see the same files before the next decides whether to run.
+``compress.compress`` owns the folder (checks, lock, publish); this module owns what happens inside it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import distributed
+from .artifacts import SensitivityReport, TrimPlan, write_json_atomic
+from .errors import SensiEdgeError, first_line
+
+
+@dataclass
+class Run:
+    """One compress run's settings and the state the stages hand on in memory (data, tokenizer)."""
+
+    cfg: object  # CompressConfig
+    resume: bool
+    log: object
+    work: Path
+    timer: object
+    task: object
+    budget: object
+    model_spec: str
+    seq_len: int
+    world: distributed.World = field(default_factory=distributed.world)
+    data: dict = field(default_factory=dict)  # filled by prepare()
+
+    @property
+    def main(self) -> bool:
+        return self.world.is_main
+
+    @property
+    def analysed_dir(self) -> Path:
+        """The model sensitivity is measured on and the trim starts from: the dense fine-tune, or the warm-up."""
+        return self.work / ("dense_model" if self.cfg.baseline else "warm_model")
+
+    def todo(self, path: Path) -> bool:
+        """Whether a stage still has to run, as rank 0 sees it (every rank then does the same)."""
+        distributed.barrier()  # the previous stage's files are all written
+        return not distributed.from_main(path.exists())
+
+    def stage(self, key: str, what: str) -> None:
+        self.log(f"== {key}: {what}")
+        self.timer.start(key)
+
+
+def run_all(run: Run, train, val) -> dict:
+    """Every stage in order; the report on rank 0, {} on the other ranks."""
+    import torch
+
+    torch.manual_seed(run.cfg.recipe.seed)
+    prepare(run, train, val)
+    dense = baseline(run)
+    warmup(run)
+    sens = sensitivity(run)
+    plan = make_plan(run, sens)
+    trim_info = trim(run, sens, plan)
+    return report(run, sens, plan, dense, trim_info) if run.main else {}
+
+
+def _subsample(ds, n, seed):
+    return ds.shuffle(seed=seed).select(range(min(n, len(ds)))) if n is not None else ds
+
+
+def prepare(run: Run, train, val) -> None:
+    """Rows, features and calibration batches. The calibration rows are held out of training."""
+    from transformers import AutoTokenizer
+
+    from .evaluation import batches
+    from .task_eval import evaluator_for
+
+    cfg = run.cfg
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(run.model_spec)
+    except Exception as exc:
+        raise SensiEdgeError(f"cannot load the tokenizer of {run.model_spec!r}: {first_line(exc)}") from exc
+    ev = evaluator_for(run.task, tokenizer, run.seq_len, cfg.doc_stride)
+    shuffled = train.shuffle(seed=cfg.recipe.seed)
+    n_calib = min(cfg.calibration_samples, max(len(shuffled) // 5, 1))
+    train_rows = _subsample(shuffled.select(range(n_calib, len(shuffled))), cfg.max_train_samples, cfg.recipe.seed)
+    val_rows = _subsample(val, cfg.max_eval_samples, cfg.recipe.seed)
+    train_enc = ev.train_features(train_rows)
+    calib_enc = ev.train_features(shuffled.select(range(n_calib)))
+    # batched by length: far less padding, so the probes (one pass over these rows per group) cost less
+    calib_enc = calib_enc.select(sorted(range(len(calib_enc)), key=lambda i: len(calib_enc[i]["input_ids"])))
+    recipe_steps = int(round(-(-len(train_enc) // cfg.recipe.batch_size) * cfg.recipe.epochs))
+    run.data = {"tokenizer": tokenizer, "ev": ev, "train_enc": train_enc, "val_prep": ev.prepare(val_rows),
+                "calib": batches(calib_enc, tokenizer, cfg.recipe.batch_size), "recipe_steps": recipe_steps,
+                "rows": {"train": len(train_rows), "calibration": n_calib, "validation": len(val_rows)}}
+    run.log(f"task {run.task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration "
+            f"rows (held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
+
+
+def save_model_atomic(model, tokenizer, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def baseline(run: Run) -> dict | None:
+    """The dense fine-tune with the recipe: scored (the number to beat), kept as dense_model/ (analysed, trimmed
+    from, and the distillation teacher). None in one-fine-tune mode."""
+    from .finetune import finetune
+    from .loading import load_for_task
+    from .runners import TorchRunner
+
+    path, d = run.work / "baseline.json", run.data
+    if run.cfg.baseline and run.todo(path):
+        run.stage("baseline", "dense fine-tune with the same recipe")
+        _, model = load_for_task(run.model_spec, run.task)
+        model, _, info = finetune(model, d["tokenizer"], d["train_enc"], run.cfg.recipe, run.work / "ckpt-baseline",
+                                  resume=run.resume)
+        if run.main:
+            metrics = d["ev"].score(TorchRunner(model.cpu()), d["val_prep"]).metrics
+            save_model_atomic(model, d["tokenizer"], run.work / "dense_model")
+            write_json_atomic(path, {"metrics": metrics, "train": info})
+            shutil.rmtree(run.work / "ckpt-baseline", ignore_errors=True)
+        run.timer.stop()
+    distributed.barrier()
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def warmup(run: Run) -> None:
+    """One-fine-tune mode only: a brief dense fine-tune (a share of the recipe's steps) to analyse."""
+    from .finetune import finetune
+    from .loading import load_for_task
+
+    if not run.todo(run.analysed_dir / "config.json"):
+        return
+    if run.cfg.baseline:
+        raise SensiEdgeError(f"internal error: the baseline stage left no {run.analysed_dir}")
+    run.stage("warmup", "brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
+    d = run.data
+    _, model = load_for_task(run.model_spec, run.task)
+    steps = max(1, int(round(run.cfg.effective_warmup_fraction * d["recipe_steps"])))
+    model, _, _ = finetune(model, d["tokenizer"], d["train_enc"], run.cfg.recipe, run.work / "ckpt-warmup",
+                           resume=run.resume, max_steps=steps)
+    if run.main:
+        save_model_atomic(model, d["tokenizer"], run.analysed_dir)
+        shutil.rmtree(run.work / "ckpt-warmup", ignore_errors=True)
+    run.timer.stop()
+
+
+def sensitivity(run: Run) -> SensitivityReport:
+    """Unit importance and group probes of the analysed model on the calibration batches."""
+    from .loading import load_for_task
+    from .sensitivity import analyse, plot_heatmap
+
+    path, cfg, w = run.work / "sensitivity.json", run.cfg, run.world
+    if run.todo(path):
+        run.stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}"
+                                 + (f", calibration batches split over {w.size} processes" if w.distributed else ""))
+        _, model = load_for_task(str(run.analysed_dir), run.task)
+        rep = analyse(model.to(distributed.device_for(w)), run.data["calib"], cfg.probe_density, cfg.sensitivity_method)
+        if run.main:
+            plot_heatmap(rep, run.work / "sensitivity.png")
+            rep.save(path)
+        run.timer.stop()
+    distributed.barrier()
+    return SensitivityReport.load(path)
+
+
+def make_plan(run: Run, sens: SensitivityReport) -> TrimPlan:
+    """Sensitivity + budget -> plan.json; cheap and deterministic, so rank 0 plans and the others read it."""
+    from .baselines import plan_with
+    from .loading import load_for_task
+    from .planner import Floors
+
+    path, cfg, budget = run.work / "plan.json", run.cfg, run.budget
+    if run.todo(path) and run.main:
+        run.stage("plan", f"{cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
+        model = load_for_task(str(run.analysed_dir), run.task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
+        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
+                         floors=Floors.for_task(run.task.kind, cfg.floor_heads, cfg.floor_ffn),
+                         allocation=cfg.allocation, calib=run.data["calib"])
+        replace(plan, source={**plan.source, "method": cfg.method, "model": run.model_spec,
+                              "task": run.task.name}).save(path)
+        run.timer.stop()
+    distributed.barrier()
+    plan = TrimPlan.load(path)
+    run.log(f"plan: heads per layer {list(plan.trimmed.heads)}, FFN per layer {list(plan.trimmed.ffn)}")
+    return plan
+
+
+def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
+    """The trimmed fine-tune (masks grow over the ramp; optionally distilled); the masks are detached after."""
+    from .finetune import TrimSchedule, finetune
+    from .loading import load_for_task
+
+    cfg, d = run.cfg, run.data
+    run.stage("trim", f"fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
+                      + (", distilled from the dense model" if cfg.distill else "")
+                      + (f" (hidden states, weight {cfg.distill_hidden:g})" if cfg.distill_hidden else "")
+                      + ", then remove")
+    schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
+    teacher = load_for_task(str(run.work / "dense_model"), run.task)[1] if cfg.distill else None
+    model, handle, info = finetune(model, d["tokenizer"], d["train_enc"], cfg.recipe, run.work / "ckpt-trim",
+                                   resume=run.resume, schedule=schedule, teacher=teacher,
+                                   hidden_weight=cfg.distill_hidden)
+    handle.remove()
+    return model, info
+
+
+def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> dict | None:
+    """Trimmed fine-tune (or Kwon's mask tuning), physical removal, masked-vs-pruned parity -> model/, trim.json."""
+    from .loading import load_for_task
+    from .runners import INPUT_NAMES
+    from .surgery import apply_plan, parity
+
+    path = run.work / "trim.json"
+    # mask tuning (fisher-mask) is not distributed: rank 0 only
+    if run.todo(path) and (run.main or run.cfg.method != "fisher-mask"):
+        _, model = load_for_task(str(run.analysed_dir), run.task)
+        if run.cfg.method == "fisher-mask":
+            from .kwon import fold, tune_masks
+
+            run.stage("trim", "least-squares mask tuning on the calibration rows, then removal (no retraining)")
+            tuned, tuning_log = tune_masks(model, plan, run.data["calib"])
+            fold(model, tuned)
+            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022): mask search, rearrangement, mask tuning",
+                    "mask_tuning": tuning_log}
+        else:
+            model, info = _retrain(run, sens, plan, model)
+        if run.main:
+            model = model.cpu().eval()
+            trimmed = apply_plan(model, plan)
+            diff = parity(model, trimmed, plan, {k: v for k, v in run.data["calib"][0].items() if k in INPUT_NAMES})
+            if not diff <= 1e-4:  # also catches NaN
+                raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
+            save_model_atomic(trimmed, run.data["tokenizer"], run.work / "model")
+            write_json_atomic(path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
+            shutil.rmtree(run.work / "ckpt-trim", ignore_errors=True)
+        run.timer.stop()
+    distributed.barrier()
+    return json.loads(path.read_text()) if run.main else None
+
+
+def report(run: Run, sens: SensitivityReport, plan: TrimPlan, dense: dict | None, trim_info: dict) -> dict:
+    """Reload model/ from disk, check its shape, score it -> report.json, report.md, the model card (rank 0)."""
+    from .arch import adapter_for
+    from .loading import load_for_task
+    from .model_card import write as write_model_card
+    from .run_report import build_report, render_markdown
+    from .runners import TorchRunner
+
+    d, model_dir = run.data, run.work / "model"
+    run.stage("report", "reload the saved model and score it")
+    _, compressed = load_for_task(str(model_dir), run.task)
+    if adapter_for(compressed).geometry(compressed) != plan.trimmed:
+        raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
+    metrics = d["ev"].score(TorchRunner(compressed), d["val_prep"]).metrics
+    run.timer.stop()
+    rows = d["rows"]
+    rep = build_report(run.cfg, run.task, run.model_spec, plan, sens, dense, trim_info, metrics, model_dir, rows["train"],
+                       rows["calibration"], rows["validation"], d["recipe_steps"], run.timer.seconds, run.seq_len)
+    write_json_atomic(run.work / "report.json", rep)
+    (run.work / "report.md").write_text(render_markdown(rep))
+    write_model_card(model_dir, rep)
+    if not run.cfg.keep_intermediate:
+        shutil.rmtree(run.work / "warm_model", ignore_errors=True)
+        shutil.rmtree(run.work / "dense_model", ignore_errors=True)
+    return rep
