@@ -393,6 +393,13 @@ _SENS_KEYS = ("sensitivity_method", "probe_density")
 REUSABLE = ("baseline.json", "dense_model", "warm_model", "sensitivity.json", "sensitivity.png")
 
 
+def _as_this_version(config: dict) -> dict:
+    """A kept run's settings with the recipe fields added since it ran set to their defaults (a run made
+    before ``precision`` existed fine-tuned in fp32), so an older kept run stays reusable."""
+    defaults = Recipe().to_dict()
+    return {**config, "recipe": {**{k: defaults[k] for k in ("precision",)}, **config.get("recipe", {})}}
+
+
 def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     """Seed a new run with the dense-side stages of a kept run that this run would compute identically.
 
@@ -402,7 +409,7 @@ def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
     the budget or method (plan, trim) are never reused. A kept run that agrees on nothing is an error
     rather than a silent full recompute.
     """
-    src = json.loads((source / "run.json").read_text())["config"]
+    src = _as_this_version(json.loads((source / "run.json").read_text())["config"])
     mine = json.loads(json.dumps(cfg.to_dict()))
     differs = [k for k in _BASE_KEYS if src.get(k) != mine[k]]
     if differs:

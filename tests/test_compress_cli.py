@@ -181,6 +181,13 @@ def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_
     fm = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm", method="fisher-mask", reuse=first.output),
                   log=lambda m: None).report
     assert "baseline" not in fm["wall_seconds"] and "sensitivity" not in fm["wall_seconds"]
+    # a kept run from before the recipe had a precision field (it trained in fp32) is still reused
+    run_json = first.output / "run.json"
+    old = json.loads(run_json.read_text())
+    del old["config"]["recipe"]["precision"]
+    run_json.write_text(json.dumps(old))
+    again = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old", reuse=first.output), log=lambda m: None)
+    assert "baseline" not in again.report["wall_seconds"]
     # a run that did not keep its dense model cannot seed a run that needs it
     with pytest.raises(Exception, match="did not keep; rerun it with --keep-intermediate"):
         compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm2", method="fisher-mask", reuse=deeper.output),
