@@ -160,12 +160,14 @@ def profile(
     seconds: float = typer.Option(1.0, help="measured time per model (at least 50 runs each)"),
     keep_models: Optional[Path] = typer.Option(None, help="keep the profile's ONNX models in this new folder (bundle them for a board)"),
     overwrite: bool = typer.Option(False, help="replace an existing --output"),
+    layernorm: str = typer.Option("auto", help="residual LayerNorms as export makes them: auto (faster form here) | skip | split"),
 ):
     """Measure what a head and an FFN neuron cost on this CPU; the table `compress --budget-kind latency` plans with."""
     from sensi_edge.latency import ProfileConfig, profile as run
 
     r = run(ProfileConfig(output=output, model=model, threads=threads, seq_len=seq_len, precision=precision,
-                          points=points, seconds=seconds, keep_models=keep_models, overwrite=overwrite),
+                          points=points, seconds=seconds, keep_models=keep_models, overwrite=overwrite,
+                          layernorm=layernorm),
             log=lambda m: typer.echo(m, err=True))
     f = r["fit"]
     typer.echo(f"{output}: {f['fixed_ms']:.3f} ms + {f['per_head_ms'] * 1e3:.2f} us/head + "
@@ -196,6 +198,7 @@ def export(
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--no-per-channel", help="override the preset"),
     reduce_range: Optional[bool] = typer.Option(None, "--reduce-range/--no-reduce-range", help="override the preset"),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads"),
+    layernorm: str = typer.Option("auto", help="residual LayerNorms: auto (time both forms here, keep the faster) | skip (fused SkipLayerNormalization) | split (Add + LayerNormalization)"),
 ):
     """Export fused fp32 and int8 ONNX variants and verify each against PyTorch and the task metric."""
     from sensi_edge.export import ExportConfig, export as run
@@ -206,8 +209,7 @@ def export(
                        max_eval_samples=max_eval_samples, parity_rows=parity_rows, calibration_rows=calibration_rows,
                        max_metric_drop=max_metric_drop, max_seq_length=max_seq_length, doc_stride=doc_stride,
                        opset=opset, preset=preset, weight_type=weight_type, per_channel=per_channel,
-                       reduce_range=reduce_range,
-                       threads=threads)
+                       reduce_range=reduce_range, threads=threads, layernorm=layernorm)
     result = run(cfg, log=lambda m: typer.echo(m, err=True))
     for v in result.report["variants"]:
         typer.echo(f"{v['status']:>8}  {v['name']:<13} {result.output / v['file']}")

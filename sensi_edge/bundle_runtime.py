@@ -83,10 +83,11 @@ def percentiles(samples_ms: list[float]) -> dict:
             "mean_ms": float(a.mean()), "runs": int(len(a))}
 
 
-def ort_session(model, threads: int = 0):
+def ort_session(model, threads: int = 0, save_optimized=None):
     """The one way sensi-edge opens an ONNX model: evaluate, export's parity checks, bench, bundle, this
     script on the device and the GEMM ceiling all run the session they measure or score with the same
-    options. ``model`` is a path or serialized bytes; ``threads`` 0 = onnxruntime's default (one per core)."""
+    options. ``model`` is a path or serialized bytes; ``threads`` 0 = onnxruntime's default (one per core);
+    ``save_optimized``: also write the graph as ORT will run it (after its own optimizations) to that path."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -97,8 +98,13 @@ def ort_session(model, threads: int = 0):
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors reach the caller as exceptions; ORT's own log lines would double them
+    if save_optimized is not None:
+        opts.optimized_model_filepath = str(save_optimized)
+    # An exported graph says how its residual LayerNorms run (onnx_graph.choose_layernorm): fused into
+    # SkipLayerNormalization, or left as Add + LayerNormalization because that measured faster. ORT would
+    # re-fuse the second at load time; this keeps each graph as exported.
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
-                                providers=["CPUExecutionProvider"])
+                                providers=["CPUExecutionProvider"], disabled_optimizers=["SkipLayerNormFusion"])
 
 
 def ort_callable(session):

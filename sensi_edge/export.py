@@ -41,6 +41,7 @@ class ExportConfig:
     per_channel: bool | None = None
     reduce_range: bool | None = None
     threads: int | None = None
+    layernorm: str = "auto"  # auto (time both here, keep the faster) | skip (SkipLayerNormalization) | split
 
     def __post_init__(self):
         from . import checks
@@ -56,6 +57,10 @@ class ExportConfig:
         checks.at_least("--doc-stride", self.doc_stride, 0, optional=False)
         checks.in_range("--opset", self.opset, 17, 23)
         checks.threads("--threads", self.threads)
+        from .onnx_graph import LAYERNORM_MODES
+
+        if self.layernorm not in LAYERNORM_MODES:
+            raise SensiEdgeError(f"unknown --layernorm {self.layernorm!r}: use {', '.join(LAYERNORM_MODES)}")
         if self.weight_type not in (None, "qint8", "quint8"):
             raise SensiEdgeError(f"unknown --weight-type {self.weight_type!r}: use qint8 or quint8")
 
@@ -142,7 +147,7 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
 
 
 def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log, preset):
-    from .onnx_graph import attention_heads, export_model, fuse, op_counts
+    from .onnx_graph import attention_heads, choose_layernorm, export_model, fuse, op_counts
     from .quantize import quantize_dynamic_int8, quantize_static_int8
     from .runners import OrtRunner
     from .task_eval import evaluator_for
@@ -174,10 +179,12 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     export_model(torch_runner.model, unfused, cfg.opset)
     check_step("export", unfused)
     fused = work / "model.onnx"
-    fuse(unfused, fused)
+    layernorm = choose_layernorm(unfused, seq_len, cfg.layernorm)
+    fuse(unfused, fused, skip_layer_norm=layernorm["mode"] == "skip")
     check_step("fuse", fused)
     timings["export_and_fuse"] = time.perf_counter() - t0
-    log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}")
+    log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}; "
+        f"residual LayerNorms: {layernorm['mode']}" + (f" (measured {layernorm['median_ms']})" if "median_ms" in layernorm else ""))
 
     expected_heads = [h for h in geometry.heads if h > 0]
     if expected_heads and not attention_heads(fused):
@@ -239,7 +246,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
         "validation_rows": int(len(val)), "metric": task.metric, "pytorch_metrics": ref_metrics,
         "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": seq_len,
         "geometry": geometry.to_dict(), "graph_steps": steps, "variants": records,
-        "cpu_preset": preset.name, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "cpu_preset": preset.name, "layernorm": layernorm, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
         "versions": _versions(),
     }
     write_json_atomic(work / "export_report.json", report)
@@ -265,6 +272,8 @@ def render_markdown(r: dict) -> str:
         f"- PyTorch {m}: {r['pytorch_metrics'][m]:.2f}; gate: reject a variant losing > {r['max_metric_drop']} point(s)",
         "- graph steps vs PyTorch: " + ", ".join(f"{k} max |diff| {v['max_abs_diff']:.1e}" for k, v in r["graph_steps"].items()),
         f"- int8 preset: {r['cpu_preset']}",
+        f"- residual LayerNorms: {r.get('layernorm', {}).get('mode', 'skip')}"
+        + (f" (median ms measured here: {r['layernorm']['median_ms']})" if "median_ms" in r.get("layernorm", {}) else ""),
         "",
         f"| variant | file | MB | size vs fp32 | {m} | drop | max abs logit diff | argmax agree | fused ops | status |",
         "|---|---|---|---|---|---|---|---|---|---|",

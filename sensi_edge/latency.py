@@ -110,14 +110,16 @@ def profile_geometries(dense: Geometry, n: int, seed: int = 0) -> list[Geometry]
     return out
 
 
-def build_point_models(model_spec: str, folder: Path, n_points: int, precision: str, log=print) -> Geometry:
-    """Export one ONNX model per profile geometry into ``folder`` (plus points.json); returns the dense geometry."""
+def build_point_models(model_spec: str, folder: Path, n_points: int, precision: str, log=print,
+                       layernorm: str = "auto", seq_len: int = 128) -> Geometry:
+    """Export one ONNX model per profile geometry into ``folder`` (plus points.json); returns the dense geometry.
+    The residual-LayerNorm form is chosen once, on the dense point, as ``export`` would choose it on this machine."""
     import torch
 
     from .arch import adapter_for
     from .loading import load_config
     from .modeling import SensiBertConfig, SensiBertForSequenceClassification
-    from .onnx_graph import export_model, fuse
+    from .onnx_graph import choose_layernorm, export_model, fuse
     from .quantize import detect_preset, quantize_dynamic_int8
 
     base = load_config(model_spec)
@@ -133,7 +135,9 @@ def build_point_models(model_spec: str, folder: Path, n_points: int, precision: 
         model = SensiBertForSequenceClassification(cfg).eval()
         unfused, fused = folder / f"p{i}_unfused.onnx", folder / f"p{i}_fp32.onnx"
         export_model(model, unfused)
-        fuse(unfused, fused)
+        if i == 0:
+            ln = choose_layernorm(unfused, seq_len, layernorm)
+        fuse(unfused, fused, skip_layer_norm=ln["mode"] == "skip")
         unfused.unlink()
         name = fused.name
         if precision == "int8":
@@ -142,7 +146,7 @@ def build_point_models(model_spec: str, folder: Path, n_points: int, precision: 
             name = f"p{i}_int8.onnx"
         points.append({"file": name, "heads": list(g.heads), "ffn": list(g.ffn)})
         log(f"profile model {i + 1}/{n_points}: {sum(g.heads)} heads, {sum(g.ffn)} neurons")
-    (folder / POINTS_FILE).write_text(json.dumps({"precision": precision, "geometry": dense.to_dict(),
+    (folder / POINTS_FILE).write_text(json.dumps({"precision": precision, "geometry": dense.to_dict(), "layernorm": ln,
                                                   "quantization": preset.to_dict() if precision == "int8" else None,
                                                   "points": points}, indent=2) + "\n")
     return dense
@@ -159,6 +163,7 @@ class ProfileConfig:
     seconds: float = 1.0  # measured time per model (at least 50 runs each)
     keep_models: Path | None = None  # keep the profile's ONNX models here, e.g. to bundle them for a board
     overwrite: bool = False
+    layernorm: str = "auto"  # the residual-LayerNorm form export will use (onnx_graph.choose_layernorm)
 
     def __post_init__(self):
         from . import checks
@@ -170,6 +175,10 @@ class ProfileConfig:
         checks.in_range("--seconds", self.seconds, 0, 600, lo_open=True)
         if self.precision not in ("int8", "fp32"):
             raise SensiEdgeError(f"unknown --precision {self.precision!r}: use int8 or fp32")
+        from .onnx_graph import LAYERNORM_MODES
+
+        if self.layernorm not in LAYERNORM_MODES:
+            raise SensiEdgeError(f"unknown --layernorm {self.layernorm!r}: use {', '.join(LAYERNORM_MODES)}")
 
 
 def profile(cfg: ProfileConfig, log=print) -> dict:
@@ -188,10 +197,11 @@ def profile(cfg: ProfileConfig, log=print) -> dict:
     checks.seq_len("--seq-len", cfg.seq_len, getattr(load_config(spec), "max_position_embeddings", None))
     with tempfile.TemporaryDirectory(prefix="sensi-edge-profile-") as tmp:
         folder = Path(tmp) / "models"
-        build_point_models(spec, folder, cfg.points, cfg.precision, log)
+        build_point_models(spec, folder, cfg.points, cfg.precision, log, cfg.layernorm, cfg.seq_len)
         log(f"timing {cfg.points} models at {cfg.seq_len} tokens, {cfg.threads} thread(s), interleaved")
         result = measure_profile(folder, cfg.seq_len, cfg.threads, runs=50, seconds=cfg.seconds)
         result["model"] = spec
+        result["layernorm"] = json.loads((folder / POINTS_FILE).read_text())["layernorm"]
         result["command_settings"] = {"points": cfg.points, "seconds": cfg.seconds}
         if keep is not None:
             shutil.copytree(folder, keep, dirs_exist_ok=True)

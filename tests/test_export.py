@@ -135,3 +135,37 @@ def test_corrupt_onnx_file_is_reported(tmp_path, sst2_dir):
     AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(tmp_path)
     res = CliRunner().invoke(app, ["evaluate", str(bad), "--task", "sst2", "--data", str(sst2_dir)])
     assert res.exit_code == 2 and "cannot load ONNX file" in res.stderr
+
+
+def test_residual_layernorms_are_fused_or_split_as_chosen_and_sessions_keep_the_choice(tmp_path, tiny_model_dir):
+    """--layernorm split leaves Add + LayerNormalization (no SkipLayerNormalization), the session every sensi-edge
+    tool opens does not re-fuse it, both forms give the same outputs, and auto times both and keeps the faster."""
+    import onnxruntime as ort
+
+    from sensi_edge import bundle_runtime as rt
+    from sensi_edge.loading import load_classifier
+    from sensi_edge.onnx_graph import choose_layernorm, export_model, fuse, op_counts
+
+    unfused = tmp_path / "u.onnx"
+    export_model(load_classifier(str(tiny_model_dir), 2)[1], unfused)
+    fuse(unfused, tmp_path / "skip.onnx", skip_layer_norm=True)
+    fuse(unfused, tmp_path / "split.onnx", skip_layer_norm=False)
+    assert op_counts(tmp_path / "skip.onnx").get("SkipLayerNormalization", 0) > 0
+    split_ops = op_counts(tmp_path / "split.onnx")
+    assert "SkipLayerNormalization" not in split_ops and split_ops.get("LayerNormalization", 0) > 0
+    feed = rt.random_inputs(2, 16)
+    outs = [rt.ort_callable(rt.ort_session(tmp_path / f, 1))(feed)[0] for f in ("skip.onnx", "split.onnx")]
+    assert np.abs(outs[0] - outs[1]).max() < 1e-4
+    # what the shared session runs: ORT's own optimizer must not turn the split graph back into SkipLayerNorm
+    seen = tmp_path / "as_run.onnx"
+    rt.ort_session(tmp_path / "split.onnx", 1, save_optimized=seen)
+    assert "SkipLayerNormalization" not in {n.op_type for n in onnx.load(str(seen)).graph.node}
+    plain = tmp_path / "plain_session.onnx"  # a default session would fuse it (what the option prevents)
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(plain)
+    ort.InferenceSession(str(tmp_path / "split.onnx"), opts, providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    auto = choose_layernorm(unfused, 16, "auto", seconds=0.05)
+    assert auto["mode"] in ("skip", "split") and set(auto["median_ms"]) == {"skip", "split"}
+    assert auto["mode"] == min(auto["median_ms"], key=auto["median_ms"].get)
+    assert choose_layernorm(unfused, 16, "skip") == {"mode": "skip", "chosen_by": "flag"}
