@@ -254,6 +254,10 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     last = distributed.from_main(str(last) if last else None)
     last = Path(last) if last else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if recipe.precision != "fp32":
+        # mixed precision patches the model's forward with an autocast wrapper; scoring, the parity check and
+        # everything after the fine-tune run the model in fp32, as it is saved
+        model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
     if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
         from .errors import SensiEdgeError
