@@ -212,6 +212,16 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     ``hidden_weight * hidden_distill_loss`` when that weight is > 0.
     """
     output_dir = Path(output_dir)
+    # The first mixed-precision Trainer of a process leaves its precision behind: TrainingArguments writes it to
+    # ACCELERATE_MIXED_PRECISION (and reads it back as the default) and accelerate keeps it in a process-wide
+    # state. A later fp32 fine-tune in the same process (a library caller, the test suite) would silently train
+    # in bf16. Each fine-tune states its own precision.
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    os.environ["ACCELERATE_MIXED_PRECISION"] = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[recipe.precision]
+    AcceleratorState._reset_state(reset_partial_state=False)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=recipe.batch_size,
@@ -254,10 +264,9 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     last = distributed.from_main(str(last) if last else None)
     last = Path(last) if last else None
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    if recipe.precision != "fp32":
-        # mixed precision patches the model's forward with an autocast wrapper; scoring, the parity check and
-        # everything after the fine-tune run the model in fp32, as it is saved
-        model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    # mixed precision patches the model's forward with an autocast wrapper; scoring, the parity check and
+    # everything after the fine-tune run the model in fp32, as it is saved
+    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
     if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
         from .errors import SensiEdgeError

@@ -241,3 +241,23 @@ def test_bf16_fine_tunes_and_the_model_after_them_runs_in_fp32(tiny_model_dir, t
                  log=lambda m: None).report
     assert r["precision"] == "bf16" and r["recipe"]["precision"] == "bf16"
     assert r["masked_vs_pruned_max_abs_diff"] < 1e-4
+    # accelerate keeps a process's first mixed precision in a process-wide state: the next fp32 run in this
+    # process must train in fp32 again (it trained in bf16 and failed its parity gate before the reset)
+    import torch
+    from transformers import Trainer
+
+    seen = []
+    real = Trainer.training_step
+
+    def spy(self, *a, **k):
+        seen.append((self.accelerator.mixed_precision, torch.is_autocast_enabled("cpu")))
+        return real(self, *a, **k)
+
+    try:
+        Trainer.training_step = spy
+        r2 = compress(CompressConfig(task="sst2", data=str(tiny_sst2_dir), output=tmp_path / "fp32", model=str(tiny_model_dir),
+                                     recipe=Recipe(epochs=1, batch_size=8), calibration_samples=8), log=lambda m: None).report
+    finally:
+        Trainer.training_step = real
+    assert seen and all(mp == "no" for mp, _ in seen), seen
+    assert r2["masked_vs_pruned_max_abs_diff"] < 1e-4
