@@ -17,7 +17,8 @@ warm-up model in one-fine-tune mode (``--no-baseline``: Sensi-BERT's warm-up -> 
 who cannot pay for two fine-tunes).
 
 Everything is written under ``OUT.partial/`` and renamed to ``OUT`` only when complete, so a
-folder named OUT is always a finished run.
+folder named OUT is always a finished run. This module owns that folder (checks, lock, resume, reuse,
+publish); the stages themselves are ``stages.py``, the report ``run_report.py``.
 """
 from __future__ import annotations
 
