@@ -58,8 +58,8 @@ class Budget:
             raise SensiEdgeError(f"budget must be a finite number, got {self.value}")
         if self.kind == "latency":
             if self.latency is None:
-                raise SensiEdgeError("--budget-kind latency needs --latency-profile PROFILE.json (made by "
-                                     "`sensi-edge profile` on the target)")
+                raise SensiEdgeError("--budget-kind latency needs a latency profile; pass --latency-profile "
+                                     "PROFILE.json (made by `sensi-edge profile` on the target)")
             if not self.value > 0:
                 raise SensiEdgeError(f"a latency budget is milliseconds per sequence and must be > 0, got {self.value}")
         elif self.absolute:

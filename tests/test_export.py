@@ -41,7 +41,8 @@ def compressed_run(tmp_path_factory, sst2_dir):
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
     model_dir, plan = irregular_model_dir(tmp_path)
     res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
-                              data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16, per_channel=False),
+                              data=str(sst2_dir), max_metric_drop=100.0, calibration_rows=16, per_channel=False,
+                              layernorm="skip"),  # the fused form, so the op counts below are fixed
                  log=lambda m: None)
     r = res.report
     assert r["graph_steps"]["export"]["max_abs_diff"] < 1e-4

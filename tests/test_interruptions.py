@@ -173,7 +173,7 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(reference, tiny_model_dir, 
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
     args = ["compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data", str(data), "--output", str(out),
-            "--budget", "0.5", "--max-seq-length", "32", "--epochs", "40", "--batch-size", "8",
+            "--budget", "0.5", "--max-seq-length", "32", "--epochs", "300", "--batch-size", "8",
             "--calibration-samples", "8", "--seed", "5"]
     p = _cli(*args)
     _wait_for(lambda: (partial / "run.json").exists() and (partial / "timings.json").exists(), p)

@@ -67,7 +67,7 @@ def test_a_latency_budget_is_met_by_the_prediction_within_one_unit(ms):
 
 
 def test_latency_budgets_are_refused_without_a_profile_or_below_the_fixed_cost():
-    with pytest.raises(SensiEdgeError, match="needs --latency-profile"):
+    with pytest.raises(SensiEdgeError, match="needs a latency profile; pass --latency-profile"):
         Budget("latency", 3.0)
     model = LatencyModel(1.0, 0.05, 0.002, 128, 1, "int8", MINILM)
     with pytest.raises(SensiEdgeError, match="below the 1.000 ms that cannot be trimmed"):
