@@ -207,9 +207,10 @@ def main() -> None:
                "profile": {"cpu": model.cpu, "threads": model.threads, "seq_len": model.seq_len, "fit": prof["fit"],
                            "dense_ms": dense_ms},
                "runs": runs, "prediction_check": check}
-    (RESULTS / "latency_budget.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "latency_budget.md").write_text(render(summary))
-    print((RESULTS / "latency_budget.md").read_text())
+    name = "latency_budget" if args.fraction == 0.45 else f"latency_budget_f{args.fraction:g}"  # 0.45: issue 16's
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(render(summary))
+    print((RESULTS / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":
