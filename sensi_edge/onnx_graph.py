@@ -128,9 +128,8 @@ def fuse(src: Path, dst: Path, skip_layer_norm: bool = True) -> None:
 
 def choose_layernorm(unfused: Path, seq_len: int, mode: str = "auto", seconds: float = 0.5) -> dict:
     """Fuse each residual + LayerNorm into ORT's SkipLayerNormalization ("skip") or keep Add + LayerNormalization
-    ("split"). On some CPUs the fused kernel is the slow one: on this project's Xeon host one SkipLayerNormalization
-    of 128 x 384 took ~310 us against ~70 us for Add + LayerNormalization, a fifth of a dense int8 MiniLM's latency
-    and more than half of a heavily trimmed one's. ``auto`` fuses both ways and times them on this machine (batch 1,
+    ("split"). On some CPUs the fused kernel is the slow one: on this project's Xeon host the dense int8 MiniLM ran
+    17.3-18.8 ms fused against 14.2-15.6 ms split (benchmarks/results/latency_budget.md). ``auto`` fuses both ways and times them on this machine (batch 1,
     ``seq_len`` tokens, 1 thread, interleaved) and keeps the faster; the choice and the timings are returned."""
     from . import bundle_runtime as rt
 

@@ -166,3 +166,22 @@ def transformers_major() -> int:
     import transformers
 
     return int(transformers.__version__.split(".")[0])
+
+
+# Source for the compress drivers of test_interruptions / test_distributed: with KILL_AT=<stage>:<n> in the
+# environment, rank 0 (the only process outside a launcher) SIGKILLs itself at the n-th checkpoint of that
+# fine-tune, after the weights and optimizer are written but before trainer_state.json: a torn checkpoint.
+# Needs os, signal and transformers.Trainer imported before it.
+KILL_AT_CHECKPOINT = r"""
+kill_at = os.environ.get("KILL_AT")
+if kill_at and os.environ.get("RANK", "0") == "0":
+    stage, n = kill_at.split(":")
+    real, seen = Trainer._save_rng_state, [0]
+    def torn(self, output_dir):
+        if f"ckpt-{stage}" in str(output_dir):
+            seen[0] += 1
+            if seen[0] == int(n):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, output_dir)
+    Trainer._save_rng_state = torn
+"""

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from conftest import sentiment_rows, tiny_config, write_jsonl
+from conftest import KILL_AT_CHECKPOINT, sentiment_rows, tiny_config, write_jsonl
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 for _name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -29,17 +29,7 @@ from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.finetune import Recipe
 
 model, data, out, resume, batch = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
-kill_at = os.environ.get("KILL_AT")
-if kill_at and os.environ.get("RANK", "0") == "0":
-    stage, n = kill_at.split(":")
-    real, seen = Trainer._save_rng_state, [0]
-    def torn(self, output_dir):
-        if f"ckpt-{stage}" in str(output_dir):
-            seen[0] += 1
-            if seen[0] == int(n):
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, output_dir)
-    Trainer._save_rng_state = torn
+""" + KILL_AT_CHECKPOINT + r"""
 cfg = CompressConfig(task="sst2", data=data, output=out, model=model, budget=0.5, max_seq_length=32,
                      recipe=Recipe(epochs=2, batch_size=batch, save_steps=2, seed=5), calibration_samples=32,
                      keep_intermediate=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import transformers_major
+from conftest import KILL_AT_CHECKPOINT, transformers_major
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -27,17 +27,7 @@ from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.finetune import Recipe
 
 model, data, out, resume = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4] == "1"
-kill_at = os.environ.get("KILL_AT")
-if kill_at:
-    stage, n = kill_at.split(":")
-    real, seen = Trainer._save_rng_state, [0]
-    def torn(self, output_dir):
-        if f"ckpt-{stage}" in str(output_dir):
-            seen[0] += 1
-            if seen[0] == int(n):
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, output_dir)
-    Trainer._save_rng_state = torn
+""" + KILL_AT_CHECKPOINT + r"""
 after = os.environ.get("KILL_AFTER_TRAINING")  # SIGKILL once that fine-tune has finished, before its stage is saved
 if after:
     real_train = Trainer.train
