@@ -60,6 +60,10 @@ class CompressConfig:
     # one-fine-tune mode only (no baseline): the warm-up's share of the recipe's steps; None = 0.1
     warmup_fraction: float | None = None
     ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
+    # the trimmed fine-tune's own epochs / learning rate (None = the recipe's): a model trimmed to 30% has
+    # more to recover than the dense model had to learn, so a user may pay it more steps (stated in the report)
+    trim_epochs: float | None = None
+    trim_learning_rate: float | None = None
     allocation: str = "calibrated"  # planner.ALLOCATIONS
     floor_heads: float | None = None  # per-layer floors; None = the task kind's default (planner.Floors.for_task)
     floor_ffn: float | None = None
@@ -78,6 +82,11 @@ class CompressConfig:
         import math
 
         self.recipe.check()
+        if self.trim_epochs is not None and not (math.isfinite(self.trim_epochs) and self.trim_epochs > 0):
+            raise SensiEdgeError(f"--trim-epochs must be a number > 0, got {self.trim_epochs}")
+        if self.trim_learning_rate is not None and not (math.isfinite(self.trim_learning_rate)
+                                                        and 0 < self.trim_learning_rate < 1):
+            raise SensiEdgeError(f"--trim-learning-rate must be in (0, 1), got {self.trim_learning_rate:g}")
         if not isinstance(self.budget, (int, float)) or not math.isfinite(self.budget):
             raise SensiEdgeError(f"--budget must be a finite number, got {self.budget}")
         from . import checks
@@ -108,6 +117,15 @@ class CompressConfig:
             raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
         if self.method == "fisher-mask" and not self.baseline:
             raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
+
+    @property
+    def trim_recipe(self) -> Recipe:
+        """The recipe of the trimmed fine-tune: the dense recipe, with --trim-epochs / --trim-learning-rate."""
+        from dataclasses import replace
+
+        return replace(self.recipe, epochs=self.recipe.epochs if self.trim_epochs is None else self.trim_epochs,
+                       learning_rate=self.recipe.learning_rate if self.trim_learning_rate is None
+                       else self.trim_learning_rate)
 
     @property
     def effective_warmup_fraction(self) -> float | None:

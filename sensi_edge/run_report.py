@@ -60,6 +60,7 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "reused_stages_from": str(cfg.reuse) if cfg.reuse else None,
         "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
         "recipe": cfg.recipe.to_dict(),
+        "trim_recipe": cfg.trim_recipe.to_dict(),  # differs from recipe only with --trim-epochs / --trim-learning-rate
         "recipe_steps": recipe_steps,
         "dense_baseline": baseline["metrics"] if baseline else None,
         "compressed": metrics,

@@ -27,12 +27,14 @@ class TorchRunner:
         self.model = model.eval()
         self._torch = torch
         self.output_names = output_names(model)
+        self.device = next(model.parameters()).device  # scored where it sits: a model on a GPU is scored there
 
     def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.no_grad():
-            out = self.model(**{k: torch.as_tensor(np.asarray(v)) for k, v in batch.items() if k in INPUT_NAMES})
-        return {name: getattr(out, name).float().numpy() for name in self.output_names}
+            out = self.model(**{k: torch.as_tensor(np.asarray(v)).to(self.device)
+                                for k, v in batch.items() if k in INPUT_NAMES})
+        return {name: getattr(out, name).float().cpu().numpy() for name in self.output_names}
 
 
 class OrtRunner:

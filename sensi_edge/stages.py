@@ -127,7 +127,7 @@ def baseline(run: Run) -> dict | None:
         model, _, info = finetune(model, d["tokenizer"], d["train_enc"], run.cfg.recipe, run.work / "ckpt-baseline",
                                   resume=run.resume)
         if run.main:
-            metrics = d["ev"].score(TorchRunner(model.cpu()), d["val_prep"]).metrics
+            metrics = d["ev"].score(TorchRunner(model), d["val_prep"]).metrics
             save_model_atomic(model, d["tokenizer"], run.work / "dense_model")
             write_json_atomic(path, {"metrics": metrics, "train": info})
             shutil.rmtree(run.work / "ckpt-baseline", ignore_errors=True)
@@ -210,7 +210,7 @@ def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
                       + ", then remove")
     schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
     teacher = load_for_task(str(run.work / "dense_model"), run.task)[1] if cfg.distill else None
-    model, handle, info = finetune(model, d["tokenizer"], d["train_enc"], cfg.recipe, run.work / "ckpt-trim",
+    model, handle, info = finetune(model, d["tokenizer"], d["train_enc"], cfg.trim_recipe, run.work / "ckpt-trim",
                                    resume=run.resume, schedule=schedule, teacher=teacher,
                                    hidden_weight=cfg.distill_hidden)
     handle.remove()
@@ -264,7 +264,7 @@ def report(run: Run, sens: SensitivityReport, plan: TrimPlan, dense: dict | None
     _, compressed = load_for_task(str(model_dir), run.task)
     if adapter_for(compressed).geometry(compressed) != plan.trimmed:
         raise SensiEdgeError("internal error: the reloaded model's shape differs from the plan")
-    metrics = d["ev"].score(TorchRunner(compressed), d["val_prep"]).metrics
+    metrics = d["ev"].score(TorchRunner(compressed.to(distributed.device_for(run.world))), d["val_prep"]).metrics
     run.timer.stop()
     rows = d["rows"]
     rep = build_report(run.cfg, run.task, run.model_spec, plan, sens, dense, trim_info, metrics, model_dir, rows["train"],
