@@ -56,10 +56,13 @@ VARIANTS = {
     "one-fine-tune": {"baseline": False},
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
     "kwon": {"method": "fisher-mask"},
+    "trim-lr1e-4": {"trim_learning_rate": 1e-4},
+    "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
-         "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask"}
+         "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
+         "trim-lr1e-4": " --trim-learning-rate 1e-4", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
@@ -75,7 +78,7 @@ def command(name: str, variant: str, budget: float, seed: int) -> str:
     return (f"sensi-edge compress --task {t['task']} --data ../shared/data/{name} --budget {budget} --seed {seed}"
             + (f" --max-train-samples {t['max_train_samples']}" if t["max_train_samples"] else "")
             + f" --epochs {t['epochs']:g}" + (f" --learning-rate {t['learning_rate']:g}" if "learning_rate" in t else "")
-            + FLAGS[variant] + f" --output {name}_{variant}_b{budget}_s{seed}")
+            + FLAGS[variant].format(E2=f"{2 * t['epochs']:g}") + f" --output {name}_{variant}_b{budget}_s{seed}")
 
 
 def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, reuse: Path | None, keep: bool) -> dict:
@@ -84,7 +87,7 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
     cfg = CompressConfig(task=t["task"], data=str(SHARED / name), output=out, budget=budget,
                          recipe=Recipe(epochs=t["epochs"], learning_rate=t.get("learning_rate", 5e-5), seed=seed),
                          max_train_samples=t["max_train_samples"], reuse=reuse, keep_intermediate=keep,
-                         **VARIANTS[variant])
+                         **{k: (v if v != "2x" else 2 * t["epochs"]) for k, v in VARIANTS[variant].items()})
     start = time.perf_counter()
     result = compress(cfg, resume=(workdir / f"{out.name}.partial").exists())
     return {**result.report, "variant": variant, "command": command(name, variant, budget, seed),
@@ -106,7 +109,7 @@ def train(args) -> None:
                 is_warm_anchor = variant == "one-fine-tune" and budget == first
                 if is_anchor or is_warm_anchor:
                     reuse = None
-                elif variant in ("default", "distill", "distill-hidden", "kwon"):
+                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x"):
                     reuse = anchor
                 else:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None

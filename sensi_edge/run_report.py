@@ -97,6 +97,7 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "distill": cfg.distill,
         "distill_hidden": cfg.distill_hidden,
         "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
+        "trim_steps": trim_info["train"]["steps"],  # optimizer steps of the trimmed fine-tune (0: fisher-mask)
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
         "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},
         "whole_run_wall_seconds": round(whole_total, 1),

@@ -244,6 +244,19 @@ def test_distilled_trim_runs_and_is_recorded(tiny_model_dir, tiny_sst2_dir, tmp_
     assert not any(tmp_path.glob("kd2*")) and not any(tmp_path.glob("kd3*"))
 
 
+def test_the_trimmed_fine_tune_runs_its_own_epochs_and_learning_rate(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    """--trim-epochs / --trim-learning-rate change the trimmed fine-tune only: the dense baseline keeps the recipe."""
+    anchor = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", keep_intermediate=True), log=lambda m: None)
+    longer = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b", reuse=anchor.output,
+                           trim_epochs=2 * anchor.report["recipe"]["epochs"], trim_learning_rate=1e-4),
+                      log=lambda m: None).report
+    steps = anchor.report["recipe_steps"]
+    assert longer["recipe"] == anchor.report["recipe"] and longer["dense_baseline"] == anchor.report["dense_baseline"]
+    assert longer["trim_recipe"]["epochs"] == 2 * longer["recipe"]["epochs"]
+    assert longer["trim_recipe"]["learning_rate"] == 1e-4 and anchor.report["trim_recipe"] == anchor.report["recipe"]
+    assert longer["trim_steps"] == 2 * steps and anchor.report["trim_steps"] == steps
+
+
 def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_model_dir, tiny_sst2_dir):
     from transformers import RobertaConfig
 

@@ -326,6 +326,9 @@ CASES = [
     compress("probe-density-0", "--probe-density", "0", must="--probe-density"),
     compress("probe-density-2", "--probe-density", "2", must="--probe-density"),
     compress("ramp-negative", "--ramp", "-0.1", must="--ramp"),
+    compress("trim-epochs-0", "--trim-epochs", "0", must="--trim-epochs"),
+    compress("trim-epochs-nan", "--trim-epochs", "nan", must="--trim-epochs"),
+    compress("trim-learning-rate-2", "--trim-learning-rate", "2", must="--trim-learning-rate"),
     compress("calibration-samples-0", "--calibration-samples", "0", must="--calibration-samples"),
     # (--doc-stride 0 is valid: windows without overlap)
     compress("squad-doc-stride-negative", *SQUAD, "--doc-stride", "-5", must="--doc-stride"),
