@@ -19,6 +19,8 @@ def count_saved_params(model_dir: Path) -> dict[str, int]:
     """Parameter counts read from the saved tensors themselves (not from the config)."""
     from safetensors import safe_open
 
+    from .arch import BertAdapter  # the only family; saved tensors carry no model type to dispatch on
+
     counts = {"encoder": 0, "total": 0}
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
@@ -27,7 +29,7 @@ def count_saved_params(model_dir: Path) -> dict[str, int]:
                 for s in st.get_slice(key).get_shape():
                     n *= s
                 counts["total"] += n
-                if ".encoder.layer." in key or key.startswith("encoder.layer."):
+                if BertAdapter.is_encoder_tensor(key):
                     counts["encoder"] += n
     return counts
 

@@ -7,25 +7,12 @@ model numerically; the number goes into the report.
 from __future__ import annotations
 
 import torch
-from transformers import BertForQuestionAnswering, BertForSequenceClassification
 
 from .arch import adapter_for
 from .artifacts import TrimPlan
 from .errors import SensiEdgeError
 from .masking import MaskSet, attach
-from .modeling import SensiBertConfig, SensiBertForQuestionAnswering, SensiBertForSequenceClassification
-
-_TARGET_CLASS = {
-    BertForSequenceClassification: SensiBertForSequenceClassification,
-    BertForQuestionAnswering: SensiBertForQuestionAnswering,
-}
-
-
-def _target_class(model):
-    for base, target in _TARGET_CLASS.items():
-        if isinstance(model, base):
-            return target
-    raise SensiEdgeError(f"cannot trim a {type(model).__name__}: supported heads are sequence classification and QA")
+from .modeling import SensiBertConfig
 
 
 def trimmed_config(config, plan: TrimPlan) -> SensiBertConfig:
@@ -47,7 +34,7 @@ def apply_plan(model, plan: TrimPlan):
             f"plan was made for encoder {plan.dense.to_dict()} but the model is {adapter.geometry(model).to_dict()}"
         )
     config = trimmed_config(model.config, plan)
-    target = _target_class(model)(config).to(next(model.parameters()).device)
+    target = adapter.trimmed_class(model)(config).to(next(model.parameters()).device)
     src_layers, dst_layers = adapter.layers(model), adapter.layers(target)
     # Everything outside the trimmed projections is copied as is (embeddings, LayerNorms, heads).
     own = model.state_dict()
@@ -60,8 +47,7 @@ def apply_plan(model, plan: TrimPlan):
         o_src = adapter.head_mask_point(src)
         if len(heads) == 0:
             if o_src is not None:
-                dst.attention.output.bias.copy_(o_src.bias)
-                dst.attention.output.LayerNorm.load_state_dict(src.attention.output.LayerNorm.state_dict())
+                adapter.copy_residual_of_empty_attention(src, dst)
         else:
             idx = torch.cat([torch.arange(h * d, (h + 1) * d) for h in heads]).to(o_src.weight.device)
             for s, t in zip(adapter.attention_linears(src)[:3], adapter.attention_linears(dst)[:3]):
@@ -73,8 +59,7 @@ def apply_plan(model, plan: TrimPlan):
         out_src = adapter.ffn_mask_point(src)
         if len(neurons) == 0:
             if out_src is not None:
-                dst.output.bias.copy_(out_src.bias)
-                dst.output.LayerNorm.load_state_dict(src.output.LayerNorm.state_dict())
+                adapter.copy_residual_of_empty_ffn(src, dst)
         else:
             idx = torch.tensor(list(neurons), device=out_src.weight.device)
             i_src, _ = adapter.ffn_linears(src)

@@ -99,3 +99,34 @@ class BertAdapter:
     @staticmethod
     def ffn_linears(layer):
         return layer.intermediate.dense, layer.output.dense
+
+    @staticmethod
+    def copy_residual_of_empty_attention(src, dst) -> None:
+        """A layer that keeps no heads still adds the attention block's output bias and applies its LayerNorm."""
+        dst.attention.output.bias.copy_(src.attention.output.dense.bias)
+        dst.attention.output.LayerNorm.load_state_dict(src.attention.output.LayerNorm.state_dict())
+
+    @staticmethod
+    def copy_residual_of_empty_ffn(src, dst) -> None:
+        """A layer that keeps no FFN neurons still adds the FFN output bias and applies its LayerNorm."""
+        dst.output.bias.copy_(src.output.dense.bias)
+        dst.output.LayerNorm.load_state_dict(src.output.LayerNorm.state_dict())
+
+    @staticmethod
+    def trimmed_class(model):
+        """The per-layer-sized (SensiBert) class with the same task head as ``model``."""
+        from transformers import BertForQuestionAnswering, BertForSequenceClassification
+
+        from ..errors import SensiEdgeError
+        from ..modeling import SensiBertForQuestionAnswering, SensiBertForSequenceClassification
+
+        for base, target in ((BertForSequenceClassification, SensiBertForSequenceClassification),
+                             (BertForQuestionAnswering, SensiBertForQuestionAnswering)):
+            if isinstance(model, base):
+                return target
+        raise SensiEdgeError(f"cannot trim a {type(model).__name__}: supported heads are sequence classification and QA")
+
+    @staticmethod
+    def is_encoder_tensor(name: str) -> bool:
+        """Whether a saved tensor belongs to an encoder layer (what the budget counts)."""
+        return ".encoder.layer." in name or name.startswith("encoder.layer.")
