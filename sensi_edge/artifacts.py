@@ -103,6 +103,9 @@ class GroupSensitivity:
     score: float  # higher = more sensitive = trimmed less
     loss: float | None = None  # calibration loss with this group alone trimmed to the probe density
     metric: float | None = None
+    # standard error of ``score`` over the calibration batches (paired: the probe's loss minus the dense loss
+    # of the same batch); None for Fisher scores and for analyses saved before it was measured
+    score_se: float | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
                         "analysed_model": "dense fine-tune" if cfg.baseline else "warm-up fine-tune",
                         "seconds": round(sens.seconds, 1),
                         "group_scores": {f"L{g.layer}.{g.kind}": g.score for g in sens.groups},
+                        "group_score_se": {f"L{g.layer}.{g.kind}": g.score_se for g in sens.groups},
                         "fisher_predicted": fisher_predicted(sens),
                         "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
         "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,

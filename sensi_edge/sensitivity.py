@@ -124,7 +124,9 @@ def probe_losses(model, calib: list[dict], probes: list[tuple[list, list]], firs
 
 
 @torch.no_grad()
-def _probe_tallies(model, calib, probes, first_layers, desc) -> tuple[_Tally, list[_Tally]]:
+def _probe_tallies(model, calib, probes, first_layers, desc, paired: np.ndarray | None = None) -> tuple[_Tally, list[_Tally]]:
+    """Dense and per-probe tallies; ``paired`` (probes x 3), when given, gathers per probe the sum, the sum of
+    squares and the count of its per-batch loss change (probe loss - dense loss of the same batch)."""
     adapter = adapter_for(model)
     device = next(model.parameters()).device
     model.eval()
@@ -135,12 +137,27 @@ def _probe_tallies(model, calib, probes, first_layers, desc) -> tuple[_Tally, li
             on_device = _to(batch, device)
             masks.set_keep(*_all_units(masks))
             with adapter.capture_layer_inputs(model) as inputs:
-                dense.add(model(**on_device), batch)
-            for (heads, neurons), start, tally in zip(probes, first_layers, tallies):
+                out = model(**on_device)
+                dense.add(out, batch)
+                dense_loss = float(out.loss)
+            for p, ((heads, neurons), start, tally) in enumerate(zip(probes, first_layers, tallies)):
                 masks.set_keep(heads, neurons)
                 with adapter.start_at_layer(model, start, inputs[start]):
-                    tally.add(model(**on_device), batch)
+                    out = model(**on_device)
+                    tally.add(out, batch)
+                if paired is not None:
+                    d = float(out.loss) - dense_loss
+                    paired[p] += (d, d * d, 1.0)
     return dense, tallies
+
+
+def standard_error(sums: np.ndarray) -> float:
+    """Standard error of a mean from (sum, sum of squares, count); inf when fewer than 2 batches."""
+    total, squares, n = (float(x) for x in sums)
+    if n < 2:
+        return math.inf
+    var = max(squares - total * total / n, 0.0) / (n - 1)
+    return math.sqrt(var / n)
 
 
 def _all_units(masks: MaskSet) -> tuple[list, list]:
@@ -177,7 +194,9 @@ def analyse(model, calib: list[dict], probe_density: float = 0.5, method: str = 
             where[(layer, kind)] = len(probes)
             probes.append((heads, neurons))
     layers_of = [layer for (layer, _kind) in where]
-    dense_t, probe_t = _probe_tallies(model, shard, probes, layers_of, f"sensitivity ({method})")
+    paired = np.zeros((len(probes), 3))
+    dense_t, probe_t = _probe_tallies(model, shard, probes, layers_of, f"sensitivity ({method})", paired)
+    paired = distributed.all_sum(paired) if probes else paired
     sums = distributed.all_sum(np.stack([dense_t.as_array()] + [t.as_array() for t in probe_t]))
     (dense_loss, dense_metric), measured = _Tally.of(sums[0]).result(), [_Tally.of(x).result() for x in sums[1:]]
     groups = []
@@ -191,7 +210,8 @@ def analyse(model, calib: list[dict], probe_density: float = 0.5, method: str = 
                 groups.append(GroupSensitivity(layer, kind, float(imp[removed].sum()) / (2 * len(calib))))
             else:
                 loss, metric = measured[where[(layer, kind)]]
-                groups.append(GroupSensitivity(layer, kind, loss - dense_loss, loss, metric))
+                se = standard_error(paired[where[(layer, kind)]])
+                groups.append(GroupSensitivity(layer, kind, loss - dense_loss, loss, metric, se))
     return SensitivityReport(
         method=method,
         probe_density=probe_density,

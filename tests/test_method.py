@@ -60,10 +60,12 @@ def test_probe_scores_rise_with_what_a_group_carries():
     assert g.loss == pytest.approx(dense_loss + g.score)
 
 
-def _report(geometry, head_imp, neuron_imp, scores, density=0.5):
+def _report(geometry, head_imp, neuron_imp, scores, density=0.5, se=None):
+    se = se or {}
     return SensitivityReport(
         method="probe", probe_density=density, geometry=geometry, dense_loss=0.5, dense_metric=80.0,
-        groups=tuple(GroupSensitivity(i, k, scores[(i, k)]) for i in range(geometry.num_layers) for k in ("attention", "ffn")),
+        groups=tuple(GroupSensitivity(i, k, scores[(i, k)], score_se=se.get((i, k)))
+                     for i in range(geometry.num_layers) for k in ("attention", "ffn")),
         head_importance=tuple(tuple(float(x) for x in a) for a in head_imp),
         neuron_importance=tuple(tuple(float(x) for x in a) for a in neuron_imp),
         calibration_rows=64, seconds=0.0)
@@ -218,6 +220,55 @@ def test_hidden_state_distillation_is_relative_per_layer_and_ignores_padding(tmp
     expected = 2.0 * float(hidden_distill_loss(s_h, t_h, inputs["attention_mask"]))
     assert expected > 1e-4
     assert weighted - plain == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_probe_inside_its_noise_leaves_its_group_at_the_common_calibration():
+    """Shrinkage: a loss change within its standard error says nothing about the group (it gets the median
+    calibration); the same change measured precisely moves the group as before (and as analyses saved
+    before the standard error existed)."""
+    from sensi_edge.planner import fisher_predicted
+
+    rnd = np.random.default_rng(2)
+    head_imp, neuron_imp = [rnd.random(4) + 1 for _ in range(3)], [0.1 * rnd.random(64) + 0.1 for _ in range(3)]
+    scores = {(i, k): 0.01 * (1 + i) for i in range(3) for k in ("attention", "ffn")}
+    scores[(2, "ffn")], scores[(1, "ffn")] = 0.2, -0.05  # one probe hurt a lot, one 'helped'
+    precise = {g: 1e-6 for g in scores}
+    noisy_se = {**precise, (2, "ffn"): 1.0, (1, "ffn"): 1.0}
+    sharp = calibration(_report(G, head_imp, neuron_imp, scores, se=precise))
+    noisy = calibration(_report(G, head_imp, neuron_imp, scores, se=noisy_se))
+    assert calibration(_report(G, head_imp, neuron_imp, scores)) == pytest.approx(sharp)
+    predicted = fisher_predicted(_report(G, head_imp, neuron_imp, scores))
+    med = float(np.median([scores[g] / predicted[g] for g in scores if scores[g] > 0]))
+    for g in ((2, "ffn"), (1, "ffn")):
+        assert abs(sharp[g] - med) > 0.5 * med  # measured precisely, the probe moves its group
+        assert abs(noisy[g] - med) <= 0.05 * abs(sharp[g] - med)  # inside its noise it does not
+    budget = Budget("params", 0.2)
+    ffn_sharp = build_plan(_report(G, head_imp, neuron_imp, scores, se=precise), budget, floors=Floors(0, 0)).trimmed.ffn
+    ffn_noisy = build_plan(_report(G, head_imp, neuron_imp, scores, se=noisy_se), budget, floors=Floors(0, 0)).trimmed.ffn
+    assert ffn_noisy[2] < ffn_sharp[2] and ffn_noisy[1] > ffn_sharp[1]
+
+
+def test_probe_standard_error_is_that_of_the_per_batch_loss_changes():
+    """score_se = std of (probe loss - dense loss) over calibration batches / sqrt(batches), batch by batch."""
+    from sensi_edge.arch import adapter_for
+    from sensi_edge.masking import MaskSet
+    from sensi_edge.planner import top_units
+
+    model, batches = model_and_batches(seed=3, layers=2)
+    batches = label_with_own_predictions(model, _padded(batches))
+    rep = analyse(model, batches, probe_density=0.5)
+    imp = {"attention": rep.head_importance, "ffn": rep.neuron_importance}
+    geometry = adapter_for(model).geometry(model)
+    for g in rep.groups:
+        units = imp[g.kind][g.layer]
+        heads = [list(range(h)) for h in geometry.heads]
+        neurons = [list(range(f)) for f in geometry.ffn]
+        (heads if g.kind == "attention" else neurons)[g.layer] = top_units(units, int(np.ceil(0.5 * len(units))))
+        masks = MaskSet.ones(geometry)
+        masks.set_keep(heads, neurons)
+        diffs = [calibration_loss(model, [b], masks)[0] - calibration_loss(model, [b])[0] for b in batches]
+        assert len(diffs) >= 3 and g.score_se > 0
+        assert g.score_se == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(len(diffs)), rel=1e-4, abs=1e-9)
 
 
 def _padded(batches, seed=0):
