@@ -57,12 +57,13 @@ VARIANTS = {
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
     "kwon": {"method": "fisher-mask"},
     "trim-lr1e-4": {"trim_learning_rate": 1e-4},
+    "unshrunk": {"allocation": "calibrated-unshrunk"},
     "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
-         "trim-lr1e-4": " --trim-learning-rate 1e-4", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
+         "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
@@ -70,7 +71,10 @@ def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) ->
 
 
 def _result(name: str, variant: str, budget: float, seed: int) -> Path:
-    return OUT / f"{name}_{variant}_b{budget}_s{seed}.json"
+    return RESULTS[0] / f"{name}_{variant}_b{budget}_s{seed}.json"
+
+
+RESULTS = [OUT]  # --results replaces it (a scratch folder for an experiment before it joins the page)
 
 
 def command(name: str, variant: str, budget: float, seed: int) -> str:
@@ -95,7 +99,7 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
 
 
 def train(args) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+    RESULTS[0].mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         first = args.budgets[0]
         anchor = _folder(args.workdir, args.task, "default", first, seed)
@@ -109,7 +113,7 @@ def train(args) -> None:
                 is_warm_anchor = variant == "one-fine-tune" and budget == first
                 if is_anchor or is_warm_anchor:
                     reuse = None
-                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x"):
+                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x", "unshrunk"):
                     reuse = anchor
                 else:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None
@@ -117,7 +121,7 @@ def train(args) -> None:
                 report = run_one(args.task, variant, budget, seed, args.workdir, reuse,
                                  keep=is_anchor or is_warm_anchor or (reuse is None and variant != "default"))
                 dst.write_text(json.dumps(report, indent=2) + "\n")
-                summary()
+                summary(RESULTS[0], PAGE if RESULTS[0] == OUT else RESULTS[0] / "page.md")
 
 
 def _spearman(reports: list[dict], key: str) -> list[float]:
@@ -214,10 +218,12 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["default"])
     ap.add_argument("--workdir", type=Path, default=ROOT.parent / "runs" / "accuracy", help="run folders (not committed)")
     ap.add_argument("--summary", action="store_true", help="only rebuild the page from results/accuracy/")
+    ap.add_argument("--results", type=Path, default=OUT, help="where the per-run JSON files go (default: the page's)")
     args = ap.parse_args()
+    RESULTS[0] = args.results
     if not args.summary:
         train(args)
-    summary()
+    summary(RESULTS[0], PAGE if RESULTS[0] == OUT else RESULTS[0] / "page.md")
 
 
 if __name__ == "__main__":

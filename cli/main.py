@@ -101,7 +101,7 @@ def compress(
     sensitivity: str = typer.Option("probe", help="probe (trim each group, measure loss) | fisher (gradient estimate)"),
     probe_density: float = typer.Option(0.5, help="density each group is trimmed to when probed"),
     warmup_fraction: Optional[float] = typer.Option(None, help="one-fine-tune mode (--no-baseline): brief dense fine-tune before sensitivity, as a fraction of the recipe's steps [default: 0.1]"),
-    allocation: str = typer.Option("calibrated", help="calibrated (Fisher per unit of cost, scaled per group by its measured probe) | rank (rank rule of the first version)"),
+    allocation: str = typer.Option("calibrated", help="calibrated (Fisher per unit of cost, scaled per group by its measured probe, shrunk to the median within the probe's noise) | calibrated-unshrunk (no shrinkage) | rank (rank rule of the first version)"),
     floor_heads: Optional[float] = typer.Option(None, help="share of every layer's heads always kept [default: 0.15; squad 0.3]"),
     floor_ffn: Optional[float] = typer.Option(None, help="share of every layer's FFN neurons always kept [default: 0.1; squad 0.2]"),
     distill: bool = typer.Option(False, help="trimmed fine-tune also matches the dense fine-tuned model's outputs (needs the baseline)"),

@@ -1,6 +1,6 @@
 """Sensitivity + budget -> which heads / neurons each tensor group keeps. Pure arithmetic.
 
-Two allocations (``--allocation``):
+Allocations (``--allocation``):
 
 ``calibrated`` (default). Sensi-BERT's principle -- the less a group's trimming hurts, the more of
 it goes -- applied per unit of cost. Every unit u of group g (a head, or an FFN neuron) gets the
@@ -12,6 +12,9 @@ the diagonal Fisher misses: units that only hurt together), while the per-unit c
 head (49k parameters in MiniLM) and a neuron (769) comparable. Units are then kept greedily by
 score until the budget is full. ``c_g`` is clipped to [median / 8, median x 8] so one noisy probe
 (a loss change below the calibration noise) cannot empty or freeze a group.
+
+``calibrated-unshrunk``: the same without the shrinkage (every probe believed as measured, as before the
+standard errors were recorded); kept to reproduce and compare.
 
 ``rank`` (the first version of this project): groups ranked by raw score, the group of rank r of G
 keeps ``clip(scale * (r + 1) / G, 0, 1)``, ``scale`` bisected to meet the budget. It ignores what a
@@ -258,7 +261,7 @@ def fisher_predicted(report) -> dict[tuple[int, str], float]:
             for g in report.groups}
 
 
-def calibration(report) -> dict[tuple[int, str], float]:
+def calibration(report, shrink: bool = True) -> dict[tuple[int, str], float]:
     """c_g = measured probe loss increase / Fisher-predicted increase of the same probe, clipped around the median,
     then shrunk towards the median as far as the probe's change is noise (``evidence``).
 
@@ -279,7 +282,7 @@ def calibration(report) -> dict[tuple[int, str], float]:
     out = {}
     for g in report.groups:
         c = min(hi, max(lo, raw.get((g.layer, g.kind), med)))
-        w = evidence(g.score, g.score_se)
+        w = evidence(g.score, g.score_se) if shrink else 1.0
         out[(g.layer, g.kind)] = w * c + (1.0 - w) * med
     return out
 
@@ -297,7 +300,7 @@ def evidence(score: float, se: float | None) -> float:
     return z2 / (1.0 + z2)
 
 
-ALLOCATIONS = ("calibrated", "rank")
+ALLOCATIONS = ("calibrated", "calibrated-unshrunk", "rank")
 
 
 def build_plan(report, budget: Budget, source: dict | None = None, floors: Floors = NO_FLOORS,
@@ -306,8 +309,8 @@ def build_plan(report, budget: Budget, source: dict | None = None, floors: Floor
     from .artifacts import TrimPlan
 
     n = report.geometry.num_layers
-    if allocation == "calibrated":
-        c = calibration(report)
+    if allocation in ("calibrated", "calibrated-unshrunk"):
+        c = calibration(report, shrink=allocation == "calibrated")
         head_scores = [[c[(i, "attention")] * x for x in report.head_importance[i]] for i in range(n)]
         neuron_scores = [[c[(i, "ffn")] * x for x in report.neuron_importance[i]] for i in range(n)]
         keep_heads, keep_neurons = select_units(report.geometry, head_scores, neuron_scores, budget, floors=floors)
