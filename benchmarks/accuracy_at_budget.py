@@ -13,6 +13,10 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
                      one fine-tune's cost; scored against the same seed's dense model from ``default``.
 - ``first-version``  the method as it was before issue 12: trimmed from the warm-up model, rank
                      allocation, no floors (same 1,024 calibration rows, so the training rows match).
+- ``unshrunk``       ``--allocation calibrated-unshrunk``: the calibration without its noise shrinkage (every
+                     probe believed as measured): what ``default`` was before the probes' standard errors.
+- ``trim-lr1e-4``    ``--trim-learning-rate 1e-4``: the trimmed fine-tune at twice the recipe's learning rate.
+- ``distill-hidden-2x`` distill-hidden + ``--trim-epochs`` twice the recipe's.
 - ``kwon``           the peer: Kwon et al. 2022's retraining-free pipeline in full (``--method fisher-mask``:
                      mask search, rearrangement, mask tuning) on the same dense model, no fine-tuning.
 
