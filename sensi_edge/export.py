@@ -147,51 +147,77 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
 
 
 def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, torch_runner, geometry, log, preset):
-    from .onnx_graph import attention_heads, choose_layernorm, export_model, fuse, op_counts
-    from .quantize import quantize_dynamic_int8, quantize_static_int8
-    from .runners import OrtRunner
+    """PyTorch reference -> exported and fused graphs (checked after each step) -> int8 variants -> each
+    variant scored, judged and recorded -> the folder's config, tokenizer and report."""
+    from .checks import seq_len as check_seq_len
     from .task_eval import evaluator_for
 
-    timings = {}
-    from .checks import seq_len as check_seq_len
-
+    timings: dict[str, float] = {}
     seq_len = cfg.max_seq_length or task.default_seq_length
     check_seq_len("--max-seq-length", seq_len, getattr(torch_runner.model.config, "max_position_embeddings", None))
     ev = evaluator_for(task, tokenizer, seq_len, cfg.doc_stride)
     prepared = ev.prepare(val)
     parity_set = ev.select(prepared, cfg.parity_rows)
     t0 = time.perf_counter()
-    reference = ev.score(torch_runner, prepared, desc="PyTorch reference").check_finite(model_dir)
-    ref_metrics = reference.metrics
+    ref_metrics = ev.score(torch_runner, prepared, desc="PyTorch reference").check_finite(model_dir).metrics
     ref_parity = ev.score(torch_runner, parity_set, desc="PyTorch parity rows").outputs
     timings["pytorch_reference"] = time.perf_counter() - t0
     log(f"PyTorch {task.metric}: {ref_metrics[task.metric]:.2f} on {len(val)} rows")
-
-    steps = {}
-
-    def check_step(name: str, path: Path) -> dict:
-        """ORT against PyTorch on the parity rows, after every graph step."""
-        steps[name] = _parity(ref_parity, ev.score(OrtRunner(path, cfg.threads), parity_set, desc=f"parity {name}").outputs)
-        return steps[name]
-
-    t0 = time.perf_counter()
-    unfused = work / "model_unfused.onnx"
-    export_model(torch_runner.model, unfused, cfg.opset)
-    check_step("export", unfused)
-    fused = work / "model.onnx"
-    layernorm = choose_layernorm(unfused, seq_len, cfg.layernorm)
-    fuse(unfused, fused, skip_layer_norm=layernorm["mode"] == "skip")
-    check_step("fuse", fused)
-    timings["export_and_fuse"] = time.perf_counter() - t0
-    log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}; "
-        f"residual LayerNorms: {layernorm['mode']}" + (f" (measured {layernorm['median_ms']})" if "median_ms" in layernorm else ""))
-
+    judge = _Judge(cfg, ev, prepared, parity_set, ref_parity, ref_metrics[task.metric], task.metric, log)
+    unfused, fused, layernorm, steps = _graphs(cfg, work, torch_runner.model, seq_len, judge, timings, log)
     expected_heads = [h for h in geometry.heads if h > 0]
-    if expected_heads and not attention_heads(fused):
+    if expected_heads and not _attention_heads(fused):
         log("note: onnxruntime fused no attention layer (transformers 5 traces attention as reshape(..., -1, "
             "head_dim), whose head count the fuser cannot read): the graphs are correct but slower; install the "
             "transformers 4.57 line (sensi-edge[optimum]) for fused attention")
-    variants = [("fp32", fused, {"fused": True})]
+    variants = [("fp32", fused, {"fused": True})] + _quantized(cfg, work, unfused, fused, train, ev, preset, timings)
+    records = [judge.record(name, path, info, work, fused.stat().st_size, expected_heads, timings)
+               for name, path, info in variants]
+    unfused.unlink()  # only an intermediate: static int8 was made from it above
+    tokenizer.save_pretrained(work)
+    write_json_atomic(work / "config.json", onnx_folder_config(torch_runner.model.config, task.kind == "qa"))
+    report = {
+        "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
+        "validation_rows": int(len(val)), "metric": task.metric, "pytorch_metrics": ref_metrics,
+        "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": seq_len,
+        "geometry": geometry.to_dict(), "graph_steps": steps, "variants": records,
+        "cpu_preset": preset.name, "layernorm": layernorm, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "versions": _versions(),
+    }
+    write_json_atomic(work / "export_report.json", report)
+    (work / "export_report.md").write_text(render_markdown(report))
+    return ExportResult(output, report)  # staged_output moves work/ to output/ on return
+
+
+def _attention_heads(path):
+    from .onnx_graph import attention_heads
+
+    return attention_heads(path)
+
+
+def _graphs(cfg, work, model, seq_len, judge, timings, log):
+    """torch.onnx export, then ORT's transformer fusion; ORT is checked against PyTorch after each step
+    (fusion of pruned attention can be silently wrong)."""
+    from .onnx_graph import choose_layernorm, export_model, fuse
+
+    t0 = time.perf_counter()
+    unfused, fused = work / "model_unfused.onnx", work / "model.onnx"
+    export_model(model, unfused, cfg.opset)
+    steps = {"export": judge.parity(unfused, "export")}
+    layernorm = choose_layernorm(unfused, seq_len, cfg.layernorm)
+    fuse(unfused, fused, skip_layer_norm=layernorm["mode"] == "skip")
+    steps["fuse"] = judge.parity(fused, "fuse")
+    timings["export_and_fuse"] = time.perf_counter() - t0
+    log(f"export parity {steps['export']['max_abs_diff']:.1e}, fused parity {steps['fuse']['max_abs_diff']:.1e}; "
+        f"residual LayerNorms: {layernorm['mode']}" + (f" (measured {layernorm['median_ms']})" if "median_ms" in layernorm else ""))
+    return unfused, fused, layernorm, steps
+
+
+def _quantized(cfg, work, unfused, fused, train, ev, preset, timings) -> list[tuple[str, Path, dict]]:
+    """The int8 variants asked for: dynamic from the fused graph, static (QDQ, calibrated) from the unfused one."""
+    from .quantize import quantize_dynamic_int8, quantize_static_int8
+
+    variants = []
     if "dynamic" in cfg.quantize:
         t0 = time.perf_counter()
         dst = work / "model_int8_dynamic.onnx"
@@ -207,51 +233,55 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
         timings["quantize_static"] = time.perf_counter() - t0
         variants.append(("int8-static", dst, {"fused": False, "quantization": {
             "mode": "static-qdq", "calibration_rows": len(calib_rows), **preset.to_dict()}}))
+    return variants
 
-    records = []
-    fp32_size = fused.stat().st_size
-    for name, path, info in variants:
-        t0 = time.perf_counter()
-        metrics = ev.score(OrtRunner(path, cfg.threads), prepared, desc=f"scoring {name}").metrics
-        timings[f"score_{name}"] = time.perf_counter() - t0
-        parity = _parity(ref_parity, ev.score(OrtRunner(path, cfg.threads), parity_set, desc=f"parity {name}").outputs)
-        drop = ref_metrics[task.metric] - metrics[task.metric]
-        reasons = []
+
+class _Judge:
+    """Scores an ONNX variant against the PyTorch reference and decides: accepted, or rejected with reasons."""
+
+    def __init__(self, cfg, ev, prepared, parity_set, ref_parity, ref_metric: float, metric: str, log):
+        self.cfg, self.ev, self.prepared, self.parity_set = cfg, ev, prepared, parity_set
+        self.ref_parity, self.ref_metric, self.metric, self.log = ref_parity, ref_metric, metric, log
+
+    def parity(self, path: Path, name: str) -> dict:
+        from .runners import OrtRunner
+
+        outputs = self.ev.score(OrtRunner(path, self.cfg.threads), self.parity_set, desc=f"parity {name}").outputs
+        return _parity(self.ref_parity, outputs)
+
+    def reasons(self, name: str, drop: float, parity: dict, heads, fused: bool, expected_heads) -> list[str]:
+        cfg, out = self.cfg, []
         if drop > cfg.max_metric_drop:
-            reasons.append(f"{task.metric} drops {drop:.2f} points (> {cfg.max_metric_drop})")
+            out.append(f"{self.metric} drops {drop:.2f} points (> {cfg.max_metric_drop})")
         if not np.isfinite(parity["max_abs_diff"]):
-            reasons.append("outputs are not finite (NaN/inf)")
+            out.append("outputs are not finite (NaN/inf)")
         elif name == "fp32" and not parity["max_abs_diff"] <= FP32_TOLERANCE:
-            reasons.append(f"fp32 logits differ from PyTorch by {parity['max_abs_diff']:.1e} (> {FP32_TOLERANCE})")
-        heads = attention_heads(path)
-        if info["fused"] and heads and heads != expected_heads:
-            reasons.append(f"fused Attention head counts {heads} differ from the model's {expected_heads}")
+            out.append(f"fp32 logits differ from PyTorch by {parity['max_abs_diff']:.1e} (> {FP32_TOLERANCE})")
+        if fused and heads and heads != expected_heads:
+            out.append(f"fused Attention head counts {heads} differ from the model's {expected_heads}")
+        return out
+
+    def record(self, name, path: Path, info: dict, work: Path, fp32_size: int, expected_heads, timings) -> dict:
+        from .onnx_graph import op_counts
+        from .runners import OrtRunner
+
+        t0 = time.perf_counter()
+        metrics = self.ev.score(OrtRunner(path, self.cfg.threads), self.prepared, desc=f"scoring {name}").metrics
+        timings[f"score_{name}"] = time.perf_counter() - t0
+        parity = self.parity(path, name)
+        drop = self.ref_metric - metrics[self.metric]
+        heads = _attention_heads(path)
+        reasons = self.reasons(name, drop, parity, heads, info["fused"], expected_heads)
         status = "rejected" if reasons else "accepted"
         if status == "rejected":
             (work / "rejected").mkdir(exist_ok=True)
             path = path.rename(work / "rejected" / path.name)
-        records.append({
-            "name": name, "file": str(path.relative_to(work)), "size_bytes": path.stat().st_size,
-            "size_vs_fp32": path.stat().st_size / fp32_size, "ops": op_counts(path), "attention_heads": heads,
-            **info, "parity": parity, "metrics": metrics, "metric_drop": drop, "status": status, "reasons": reasons,
-        })
-        log(f"{name}: {task.metric} {metrics[task.metric]:.2f} (drop {drop:+.2f}), max |diff| {parity['max_abs_diff']:.2e}, "
-            f"{path.stat().st_size / 1e6:.1f} MB -> {status}" + (f" ({'; '.join(reasons)})" if reasons else ""))
-
-    unfused.unlink()  # only an intermediate: static int8 was made from it above
-    tokenizer.save_pretrained(work)
-    write_json_atomic(work / "config.json", onnx_folder_config(torch_runner.model.config, task.kind == "qa"))
-    report = {
-        "model_dir": str(model_dir), "task": task.to_dict(), "data": data, "split": task.validation_splits[0],
-        "validation_rows": int(len(val)), "metric": task.metric, "pytorch_metrics": ref_metrics,
-        "max_metric_drop": cfg.max_metric_drop, "opset": cfg.opset, "max_seq_length": seq_len,
-        "geometry": geometry.to_dict(), "graph_steps": steps, "variants": records,
-        "cpu_preset": preset.name, "layernorm": layernorm, "wall_seconds": {k: round(v, 2) for k, v in timings.items()},
-        "versions": _versions(),
-    }
-    write_json_atomic(work / "export_report.json", report)
-    (work / "export_report.md").write_text(render_markdown(report))
-    return ExportResult(output, report)  # staged_output moves work/ to output/ on return
+        self.log(f"{name}: {self.metric} {metrics[self.metric]:.2f} (drop {drop:+.2f}), max |diff| "
+                 f"{parity['max_abs_diff']:.2e}, {path.stat().st_size / 1e6:.1f} MB -> {status}"
+                 + (f" ({'; '.join(reasons)})" if reasons else ""))
+        return {"name": name, "file": str(path.relative_to(work)), "size_bytes": path.stat().st_size,
+                "size_vs_fp32": path.stat().st_size / fp32_size, "ops": op_counts(path), "attention_heads": heads,
+                **info, "parity": parity, "metrics": metrics, "metric_drop": drop, "status": status, "reasons": reasons}
 
 
 def _versions() -> dict:
