@@ -332,8 +332,37 @@ def _bundle_main(argv=None) -> int:
 
 
 def _bundle_run(argv=None) -> int:
+    """run.py's main: check the model's outputs against the host's, then time it (or measure a profile)."""
     here = Path(__file__).resolve().parent
     manifest = _read_manifest(here)
+    args = _run_args(here, manifest, argv)
+    if args.profile:
+        return _run_profile(here, manifest, args)
+    model = here / manifest["model"]
+    samples, feed = _samples(here, manifest, model)
+    t0 = time.perf_counter()
+    try:
+        session = ort_session(model, args.threads[0])
+    except Exception as exc:
+        raise BundleError(f"onnxruntime cannot load {model} ({str(exc).splitlines()[0][:120]}); copy the bundle "
+                          "again, or install an onnxruntime that supports its opset") from None
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outputs = ort_callable(session)(feed)
+    first_s = time.perf_counter() - t0
+    ok, check = _output_check(manifest, samples, outputs)
+    print(f"output check: {'OK' if ok else 'FAILED'} {json.dumps(check)}")
+    report = {"schema": REPORT_SCHEMA, "source": "bundle", "environment": environment(), "output_check": {"ok": ok, **check},
+              "results": []}
+    if not args.check_only and ok:
+        for threads in args.threads:
+            report["results"] += _timed(here, manifest, model, threads, args, load_s, first_s)
+    _write_report(args.out, report)
+    print(f"report: {args.out}")
+    return 0 if ok else 1
+
+
+def _run_args(here: Path, manifest: dict, argv):
     ap = _Parser(description="Check and benchmark this sensi-edge bundle with onnxruntime.")
     ap.add_argument("--threads", type=_positive(int, 1, "--threads"), nargs="+", default=manifest.get("threads", [1]))
     ap.add_argument("--runs", type=_positive(int, 1, "--runs"), default=100)
@@ -359,68 +388,59 @@ def _bundle_run(argv=None) -> int:
     if args.out in {(here / n).resolve() for n in ("manifest.json", manifest["model"], manifest["samples"], "run.py")}:
         raise BundleError(f"--out {args.out} is one of the bundle's own files; choose another --out")
     _check_out(args.out, args.overwrite, PROFILE_SCHEMA if args.profile else REPORT_SCHEMA)
-    if args.profile:
-        return _run_profile(here, manifest, args)
-    model = here / manifest["model"]
+    return args
+
+
+def _samples(here: Path, manifest: dict, model: Path):
+    """The host's sample inputs and expected outputs, shipped in the bundle."""
     for f in (model, here / manifest["samples"]):
         if not f.is_file():
             raise BundleError(f"{f} is missing from the bundle; copy the whole bundle folder again")
     try:
         samples = np.load(here / manifest["samples"])
-        feed = {k: samples[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        return samples, {k: samples[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     except Exception as exc:
         raise BundleError(f"{here / manifest['samples']} is damaged ({type(exc).__name__}); copy the bundle again") from None
-    t0 = time.perf_counter()
-    try:
-        session = ort_session(model, args.threads[0])
-    except Exception as exc:
-        raise BundleError(f"onnxruntime cannot load {model} ({str(exc).splitlines()[0][:120]}); copy the bundle "
-                          "again, or install an onnxruntime that supports its opset") from None
-    load_s = time.perf_counter() - t0
-    run = ort_callable(session)
-    t0 = time.perf_counter()
-    outputs = run(feed)
-    first_s = time.perf_counter() - t0
+
+
+def _output_check(manifest: dict, samples, outputs) -> tuple[bool, dict]:
+    """Every output against the host's: max |diff| and argmax agreement, within the manifest's tolerance."""
     check = {}
     for name, got in zip(manifest["outputs"], outputs):
         want = samples[f"expected_{name}"]
-        diff = float(np.abs(got - want).max())
-        check[name] = {"max_abs_diff": diff, "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean())}
+        check[name] = {"max_abs_diff": float(np.abs(got - want).max()),
+                       "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean())}
     tol = manifest["tolerance"]
     ok = all(c["max_abs_diff"] <= tol["max_abs_diff"] and c["argmax_agreement"] >= tol["argmax_agreement"]
              for c in check.values())
-    print(f"output check: {'OK' if ok else 'FAILED'} {json.dumps(check)}")
-    report = {"schema": REPORT_SCHEMA, "source": "bundle", "environment": environment(), "output_check": {"ok": ok, **check},
-              "results": []}
-    if not args.check_only and ok:
-        seq = manifest["seq_len"]
-        bench_feed = random_inputs(manifest.get("batch", 1), seq, seed=1)
-        for threads in args.threads:
-            sess = ort_session(model, threads)
-            fn = ort_callable(sess)
-            lat = interleaved({manifest["name"]: fn}, bench_feed, args.warmup, args.runs, args.seconds)[manifest["name"]]
-            ceiling = gemm_ceiling(threads, args.ceiling_seconds, {k: here / f for k, f in manifest["gemm"].items()},
-                                   args.ceiling_runs)
-            stats = percentiles(lat)
-            flops = manifest.get("flops")
-            kind = "int8" if manifest.get("int8") else "fp32"
-            gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
-            report["results"].append({
-                "variant": manifest["name"], "kind": "onnx", "precision": "int8" if manifest.get("int8") else "fp32",
-                "threads": threads, "batch": manifest.get("batch", 1),
-                "head": "qa" if "start_logits" in manifest["outputs"] else "classification",
-                "seq_len": seq, **stats, "load_seconds": load_s, "first_inference_seconds": first_s,
-                "peak_rss_mb": peak_rss_mb(), "flops": flops, "achieved_gflops": gflops,
-                "ceiling_gflops": ceiling[kind]["gflops"], "ceiling_kind": kind,
-                "pct_of_ceiling": (100 * gflops / ceiling[kind]["gflops"]) if gflops else None,
-                "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
-            })
-            print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
-            if manifest.get("real_inputs"):
-                report["results"].append(_real_input_result(here, manifest, fn, threads, model))
-    _write_report(args.out, report)
-    print(f"report: {args.out}")
-    return 0 if ok else 1
+    return ok, check
+
+
+def _timed(here: Path, manifest: dict, model: Path, threads: int, args, load_s: float, first_s: float) -> list[dict]:
+    """Fixed-length latency at ``threads`` against the GEMM ceiling, plus real inputs when the bundle ships them."""
+    seq = manifest["seq_len"]
+    fn = ort_callable(ort_session(model, threads))
+    lat = interleaved({manifest["name"]: fn}, random_inputs(manifest.get("batch", 1), seq, seed=1),
+                      args.warmup, args.runs, args.seconds)[manifest["name"]]
+    ceiling = gemm_ceiling(threads, args.ceiling_seconds, {k: here / f for k, f in manifest["gemm"].items()},
+                           args.ceiling_runs)
+    stats = percentiles(lat)
+    flops = manifest.get("flops")
+    kind = "int8" if manifest.get("int8") else "fp32"
+    gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
+    out = [{
+        "variant": manifest["name"], "kind": "onnx", "precision": kind, "threads": threads,
+        "batch": manifest.get("batch", 1), "head": "qa" if "start_logits" in manifest["outputs"] else "classification",
+        "seq_len": seq, **stats, "load_seconds": load_s, "first_inference_seconds": first_s,
+        "peak_rss_mb": peak_rss_mb(), "flops": flops, "achieved_gflops": gflops,
+        "ceiling_gflops": ceiling[kind]["gflops"], "ceiling_kind": kind,
+        "pct_of_ceiling": (100 * gflops / ceiling[kind]["gflops"]) if gflops else None,
+        "size_bytes": model.stat().st_size, "metric": manifest.get("metric"),
+    }]
+    print(f"threads {threads}: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
+    if manifest.get("real_inputs"):
+        out.append(_real_input_result(here, manifest, fn, threads, model))
+    return out
 
 
 def _run_profile(here: Path, manifest: dict, args) -> int:
