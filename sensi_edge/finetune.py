@@ -212,6 +212,35 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
     ``hidden_weight * hidden_distill_loss`` when that weight is > 0.
     """
     output_dir = Path(output_dir)
+    args = _training_arguments(recipe, output_dir, max_steps)
+    callbacks = [_LogFinalStep()]
+    handle = None
+    if schedule is not None:
+        handle = attach(model, schedule.masks)
+        callbacks.append(_ScheduleCallback(schedule))
+    kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
+                  callbacks=callbacks)
+    trainer = _DistillTrainer(**kwargs, teacher=teacher, hidden_weight=hidden_weight) if teacher is not None else Trainer(**kwargs)
+    # rank 0 alone looks for (and deletes torn) checkpoints; every rank resumes from the one it found
+    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() and distributed.world().is_main else None
+    last = distributed.from_main(str(last) if last else None)
+    last = Path(last) if last else None
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    # mixed precision patches the model's forward with an autocast wrapper; scoring, the parity check and
+    # everything after the fine-tune run the model in fp32, as it is saved
+    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
+    if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
+        from .errors import SensiEdgeError
+
+        raise SensiEdgeError(f"fine-tuning diverged (train loss {train_loss}, non-finite weights); lower "
+                             f"--learning-rate (now {recipe.learning_rate:g}) and rerun without --resume")
+    return model, handle, {"steps": result.global_step, "train_loss": train_loss,
+                           "resumed_from_step": _step_of(last) if last else None}
+
+
+def _training_arguments(recipe: Recipe, output_dir: Path, max_steps: int | None) -> TrainingArguments:
+    """The Trainer's arguments for one fine-tune of the recipe (this process's device, precision, launcher)."""
     # The first mixed-precision Trainer of a process leaves its precision behind: TrainingArguments writes it to
     # ACCELERATE_MIXED_PRECISION (and reads it back as the default) and accelerate keeps it in a process-wide
     # state. A later fp32 fine-tune in the same process (a library caller, the test suite) would silently train
@@ -251,30 +280,7 @@ def finetune(model, tokenizer, train_encoded, recipe: Recipe, output_dir: Path, 
         **({"accelerator_config": {"split_batches": True}} if distributed.world().distributed else {}),
         **_version_specific(recipe),
     )
-    callbacks = [_LogFinalStep()]
-    handle = None
-    if schedule is not None:
-        handle = attach(model, schedule.masks)
-        callbacks.append(_ScheduleCallback(schedule))
-    kwargs = dict(model=model, args=args, train_dataset=train_encoded, data_collator=DataCollatorWithPadding(tokenizer),
-                  callbacks=callbacks)
-    trainer = _DistillTrainer(**kwargs, teacher=teacher, hidden_weight=hidden_weight) if teacher is not None else Trainer(**kwargs)
-    # rank 0 alone looks for (and deletes torn) checkpoints; every rank resumes from the one it found
-    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() and distributed.world().is_main else None
-    last = distributed.from_main(str(last) if last else None)
-    last = Path(last) if last else None
-    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    # mixed precision patches the model's forward with an autocast wrapper; scoring, the parity check and
-    # everything after the fine-tune run the model in fp32, as it is saved
-    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    train_loss = _whole_run_train_loss(trainer, result.training_loss, last)
-    if not math.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in model.parameters()):
-        from .errors import SensiEdgeError
-
-        raise SensiEdgeError(f"fine-tuning diverged (train loss {train_loss}, non-finite weights); lower "
-                             f"--learning-rate (now {recipe.learning_rate:g}) and rerun without --resume")
-    return model, handle, {"steps": result.global_step, "train_loss": train_loss,
-                           "resumed_from_step": _step_of(last) if last else None}
+    return args
 
 
 def _step_of(checkpoint: Path) -> int:

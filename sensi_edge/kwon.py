@@ -135,6 +135,35 @@ def _sublayer_input(model, point, batch, masks: MaskSet | None):
 
 
 @torch.no_grad()
+def _normal_equations(model, point, kind: str, keep: list[int], fit: list[dict], masks: MaskSet, head_dim: int):
+    """Least squares of one sublayer: the kept units' mask values m that make the pruned sublayer's output
+    (its inputs under ``masks``) reproduce the dense one's on the real tokens of ``fit``. Returns the Gram
+    matrix, the right-hand side and ||target||^2, so error(m) = m'Gm - 2r'm + tt."""
+    w = point.weight.double()  # (hidden, in)
+    k = len(keep)
+    w_gram = w[:, keep].T @ w[:, keep] if kind == "ffn" else None
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    rhs = torch.zeros(k, dtype=torch.float64)
+    tt = 0.0
+    for batch in fit:
+        valid = batch["attention_mask"].bool().reshape(-1)
+        dense_x = _sublayer_input(model, point, batch, None).double().reshape(-1, w.shape[1])[valid]
+        pruned_x = _sublayer_input(model, point, batch, masks).double().reshape(-1, w.shape[1])[valid]
+        target = dense_x @ w.T  # the dense sublayer's output (bias left out: masks do not touch it)
+        if kind == "ffn":
+            a = pruned_x[:, keep]  # (T, k); neuron j contributes a_j * W[:, j]
+            gram += (a.T @ a) * w_gram
+            rhs += (a * (target @ w[:, keep])).sum(0)
+        else:
+            d = head_dim
+            contrib = torch.stack([pruned_x[:, h * d:(h + 1) * d] @ w[:, h * d:(h + 1) * d].T for h in keep], 1)
+            gram += torch.einsum("thi,tki->hk", contrib, contrib)
+            rhs += torch.einsum("thi,ti->h", contrib, target)
+        tt += float((target * target).sum())
+    return gram, rhs, tt
+
+
+@torch.no_grad()
 def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-2) -> tuple[MaskSet, list[dict]]:
     """Step 3: real-valued masks for the kept units (0 for removed ones) and a log per sublayer.
 
@@ -165,28 +194,8 @@ def tune_masks(model, plan: TrimPlan, calib: list[dict], ridge: float = 1e-2) ->
             if point is None or len(keep) in (0, total):
                 continue
             keep = list(keep)
-            w = point.weight.double()  # (hidden, in)
             k = len(keep)
-            w_gram = w[:, keep].T @ w[:, keep] if kind == "ffn" else None
-            gram = torch.zeros(k, k, dtype=torch.float64)
-            rhs = torch.zeros(k, dtype=torch.float64)
-            tt = 0.0
-            for batch in fit:
-                valid = batch["attention_mask"].bool().reshape(-1)
-                dense_x = _sublayer_input(model, point, batch, None).double().reshape(-1, w.shape[1])[valid]
-                pruned_x = _sublayer_input(model, point, batch, masks).double().reshape(-1, w.shape[1])[valid]
-                target = dense_x @ w.T  # the dense sublayer's output (bias left out: masks do not touch it)
-                if kind == "ffn":
-                    a = pruned_x[:, keep]  # (T, k); neuron j contributes a_j * W[:, j]
-                    wk = w[:, keep]
-                    gram += (a.T @ a) * w_gram
-                    rhs += (a * (target @ wk)).sum(0)
-                else:
-                    d = g.head_dim
-                    contrib = torch.stack([pruned_x[:, h * d:(h + 1) * d] @ w[:, h * d:(h + 1) * d].T for h in keep], 1)
-                    gram += torch.einsum("thi,tki->hk", contrib, contrib)
-                    rhs += torch.einsum("thi,ti->h", contrib, target)
-                tt += float((target * target).sum())
+            gram, rhs, tt = _normal_equations(model, point, kind, keep, fit, masks, g.head_dim)
             ones = torch.ones(k, dtype=torch.float64)
             lam = ridge * float(torch.diagonal(gram).mean()) if k else 0.0
             m = torch.linalg.solve(gram + lam * torch.eye(k, dtype=torch.float64), rhs + lam * ones)
