@@ -206,13 +206,8 @@ class BenchConfig:
             raise SensiEdgeError("--texts-from and --task go together (the task names the text columns)")
 
 
-def bench(cfg: BenchConfig, log=print) -> dict:
-    import os
-
-    # torch's OpenMP workers busy-wait after each op by default; interleaved with ORT they would steal
-    # its cores. Only effective before torch is first imported, which bench does lazily.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+def _variants(cfg: BenchConfig) -> tuple[list[Variant], Variant | None]:
+    """The models to time, the baseline first (named ``baseline:...``), names made unique."""
     if not cfg.models:
         raise SensiEdgeError("give at least one model folder or .onnx file")
     variants = [describe(Path(p)) for p in cfg.models]
@@ -230,6 +225,36 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     if len(set(names)) != len(names):
         for i, v in enumerate(variants):
             v.name = f"{i}:{v.name}"
+    return variants, baseline
+
+
+def _fixed_length_result(cfg: BenchConfig, v: Variant, threads: int, seq: int, samples, probe: dict, ceiling: dict,
+                         base_median: float | None, baseline: Variant | None) -> dict:
+    """One variant's row at a fixed length: percentiles, achieved GFLOP/s against the GEMM ceiling, speed-up."""
+    stats = rt.percentiles(samples)
+    flops = encoder_flops(v.geometry, seq) * cfg.batch if v.geometry else None
+    gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
+    return {
+        "variant": v.name, "path": str(v.path), "kind": v.kind, "precision": v.precision, "threads": threads,
+        "head": "qa" if v.is_qa else "classification",
+        "batch": cfg.batch, "seq_len": seq, **stats, **probe, "size_bytes": v.size_bytes,
+        "flops": flops, "achieved_gflops": gflops, "ceiling_kind": v.precision,
+        "ceiling_gflops": ceiling[v.precision]["gflops"],
+        "pct_of_ceiling": 100 * gflops / ceiling[v.precision]["gflops"] if gflops else None,
+        "speedup_vs_baseline": base_median / stats["median_ms"] if base_median else None,
+        "is_baseline": baseline is not None and v.name == baseline.name,
+        "metric": v.metric, "geometry": v.geometry.to_dict() if v.geometry else None,
+    }
+
+
+def bench(cfg: BenchConfig, log=print) -> dict:
+    import os
+
+    # torch's OpenMP workers busy-wait after each op by default; interleaved with ORT they would steal
+    # its cores. Only effective before torch is first imported, which bench does lazily.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    variants, baseline = _variants(cfg)
     seq = cfg.seq_len or (384 if any(v.is_qa for v in variants) else 128)
     feed = rt.random_inputs(cfg.batch, seq)
     env = rt.environment()
@@ -248,21 +273,8 @@ def bench(cfg: BenchConfig, log=print) -> dict:
             samples = rt.interleaved(fns, feed, cfg.warmup, cfg.min_runs, cfg.min_seconds,
                                      progress=lambda f: progress.update(bar, completed=f))
         base_median = rt.percentiles(samples[baseline.name])["median_ms"] if baseline else None
-        for v in variants:
-            stats = rt.percentiles(samples[v.name])
-            flops = encoder_flops(v.geometry, seq) * cfg.batch if v.geometry else None
-            gflops = flops / (stats["median_ms"] / 1e3) / 1e9 if flops else None
-            results.append({
-                "variant": v.name, "path": str(v.path), "kind": v.kind, "precision": v.precision, "threads": threads,
-                "head": "qa" if v.is_qa else "classification",
-                "batch": cfg.batch, "seq_len": seq, **stats, **probes[v.name], "size_bytes": v.size_bytes,
-                "flops": flops, "achieved_gflops": gflops, "ceiling_kind": v.precision,
-                "ceiling_gflops": ceiling[v.precision]["gflops"],
-                "pct_of_ceiling": 100 * gflops / ceiling[v.precision]["gflops"] if gflops else None,
-                "speedup_vs_baseline": base_median / stats["median_ms"] if base_median else None,
-                "is_baseline": baseline is not None and v.name == baseline.name,
-                "metric": v.metric, "geometry": v.geometry.to_dict() if v.geometry else None,
-            })
+        results += [_fixed_length_result(cfg, v, threads, seq, samples[v.name], probes[v.name], ceiling, base_median,
+                                         baseline) for v in variants]
         if cfg.texts_from:
             results += _real_input_results(cfg, variants, fns, threads, baseline, log)
     env["load_average_after"] = list(os.getloadavg())

@@ -37,12 +37,8 @@ def _max_positions(onnx_file: Path) -> int | None:
     return next((int(t.dims[0]) for t in graph.initializer if "position_embeddings" in t.name and t.dims), None)
 
 
-def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,),
-           profile_models: Path | None = None, texts_from: str | None = None, task: str | None = None,
-           texts: int = 200) -> Path:
-    """``profile_models`` (a ``sensi-edge profile --keep-models`` folder) lets ``run.py --profile`` measure a latency
-    profile on the board; ``texts_from`` + ``task`` ship that many validation texts, tokenized here, so run.py
-    also times real inputs at their own lengths."""
+def _checked(onnx_file, output, seq_len, threads, profile_models, texts_from, task, texts) -> tuple[Path, Path]:
+    """Every argument checked before anything is written; the ONNX file and output as absolute paths."""
     from . import checks
 
     if profile_models is not None and not (Path(profile_models) / bundle_runtime.POINTS_FILE).is_file():
@@ -51,7 +47,6 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     if (texts_from is None) != (task is None):
         raise SensiEdgeError("--texts-from and --task go together (the task names the text columns)")
     checks.at_least("--texts", texts, optional=False)
-
     checks.seq_len("--seq-len", seq_len)
     if not threads:
         raise SensiEdgeError("--threads needs at least one thread count")
@@ -61,23 +56,41 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
         raise SensiEdgeError(f"{onnx_file} does not exist; pass an exported model*.onnx file")
     if onnx_file.suffix != ".onnx":
         raise SensiEdgeError(f"{onnx_file} is not an .onnx file; pass an exported model*.onnx")
+    return onnx_file, output
+
+
+def _samples_and_tolerance(work: Path, feed: dict, precision: str) -> tuple[list[str], dict]:
+    """This host's outputs on the sample inputs (samples.npz) and how far the board's may differ."""
+    session = bundle_runtime.ort_session(work / "model.onnx", 1)
+    outputs = [o.name for o in session.get_outputs()]
+    expected = bundle_runtime.ort_callable(session)(feed)
+    np.savez(work / "samples.npz", **feed, **{f"expected_{n}": e for n, e in zip(outputs, expected)})
+    scale = max(float(np.abs(e).max()) for e in expected)
+    # fp32 kernels agree across ISAs to rounding; int8 kernels differ (VNNI vs NEON, u8/s8) by more
+    tol = ({"max_abs_diff": 0.1 * scale + 1e-3, "argmax_agreement": 0.75} if precision == "int8"
+           else {"max_abs_diff": 1e-3 * max(scale, 1.0), "argmax_agreement": 1.0})
+    return outputs, tol
+
+
+def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: tuple[int, ...] = (1,),
+           profile_models: Path | None = None, texts_from: str | None = None, task: str | None = None,
+           texts: int = 200) -> Path:
+    """``profile_models`` (a ``sensi-edge profile --keep-models`` folder) lets ``run.py --profile`` measure a latency
+    profile on the board; ``texts_from`` + ``task`` ship that many validation texts, tokenized here, so run.py
+    also times real inputs at their own lengths."""
+    onnx_file, output = _checked(onnx_file, output, seq_len, threads, profile_models, texts_from, task, texts)
     v = describe(onnx_file)
     seq = seq_len or (384 if v.is_qa else 128)
-    checks.seq_len("--seq-len", seq, _max_positions(onnx_file))
+    from .checks import seq_len as check_seq_len
+
+    check_seq_len("--seq-len", seq, _max_positions(onnx_file))
     with staged_output(output, "bundle") as work:
         shutil.copy2(onnx_file, work / "model.onnx")
         tok_file = onnx_file.parent / "tokenizer.json"
         feed = _sample_inputs(onnx_file.parent, seq)
         if tok_file.is_file():
             shutil.copy2(tok_file, work / "tokenizer.json")
-        session = bundle_runtime.ort_session(work / "model.onnx", 1)
-        outputs = [o.name for o in session.get_outputs()]
-        expected = bundle_runtime.ort_callable(session)(feed)
-        np.savez(work / "samples.npz", **feed, **{f"expected_{n}": e for n, e in zip(outputs, expected)})
-        scale = max(float(np.abs(e).max()) for e in expected)
-        # fp32 kernels agree across ISAs to rounding; int8 kernels differ (VNNI vs NEON, u8/s8) by more
-        tol = ({"max_abs_diff": 0.1 * scale + 1e-3, "argmax_agreement": 0.75} if v.precision == "int8"
-               else {"max_abs_diff": 1e-3 * max(scale, 1.0), "argmax_agreement": 1.0})
+        outputs, tol = _samples_and_tolerance(work, feed, v.precision)
         manifest = {
             "name": v.name, "model": "model.onnx", "samples": "samples.npz", "outputs": outputs, "tolerance": tol,
             "seq_len": seq, "batch": 1, "threads": list(threads), "int8": v.precision == "int8",

@@ -42,9 +42,42 @@ def fisher_predicted(sens) -> dict[str, float]:
     return {f"L{layer}.{kind}": v for (layer, kind), v in predicted(sens).items()}
 
 
+def _params_section(plan, saved: dict, dense_enc: int) -> dict:
+    from .cost import encoder_params
+
+    return {
+        "counted_from": "saved safetensors; encoder = parameters inside encoder layers (embeddings, pooler, head excluded)",
+        "encoder_before": dense_enc,
+        "encoder_after_planned": encoder_params(plan.trimmed),
+        "encoder_after_saved": saved["encoder"],
+        "encoder_ratio": saved["encoder"] / dense_enc,
+        "total_after_saved": saved["total"],
+        "total_before": saved["total"] - saved["encoder"] + dense_enc,
+    }
+
+
+def _flops_section(plan, seq: int) -> dict:
+    from .cost import encoder_flops
+
+    before, after = encoder_flops(plan.dense, seq), encoder_flops(plan.trimmed, seq)
+    return {"seq_len": seq, "counted": "encoder matmul FLOPs (2 x MACs) per sequence", "encoder_before": before,
+            "encoder_after": after, "encoder_ratio": after / before}
+
+
+def _sensitivity_section(cfg, sens) -> dict:
+    return {"method": sens.method, "probe_density": sens.probe_density,
+            "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.effective_warmup_fraction,
+            "analysed_model": "dense fine-tune" if cfg.baseline else "warm-up fine-tune",
+            "seconds": round(sens.seconds, 1),
+            "group_scores": {f"L{g.layer}.{g.kind}": g.score for g in sens.groups},
+            "group_score_se": {f"L{g.layer}.{g.kind}": g.score_se for g in sens.groups},
+            "fisher_predicted": fisher_predicted(sens),
+            "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]}
+
+
 def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics, model_dir, n_train, n_calib,
                   n_val, recipe_steps, seconds, seq) -> dict:
-    from .cost import encoder_flops, encoder_params
+    from .cost import encoder_params
 
     saved = count_saved_params(model_dir)
     dense_enc = encoder_params(plan.dense)
@@ -67,34 +100,13 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "dense_baseline": baseline["metrics"] if baseline else None,
         "compressed": metrics,
         "metric_delta": (metrics[task.metric] - baseline["metrics"][task.metric]) if baseline else None,
-        "params": {
-            "counted_from": "saved safetensors; encoder = parameters inside encoder layers (embeddings, pooler, head excluded)",
-            "encoder_before": dense_enc,
-            "encoder_after_planned": encoder_params(plan.trimmed),
-            "encoder_after_saved": saved["encoder"],
-            "encoder_ratio": saved["encoder"] / dense_enc,
-            "total_after_saved": saved["total"],
-            "total_before": saved["total"] - saved["encoder"] + dense_enc,
-        },
-        "flops": {
-            "seq_len": seq,
-            "counted": "encoder matmul FLOPs (2 x MACs) per sequence",
-            "encoder_before": encoder_flops(plan.dense, seq),
-            "encoder_after": encoder_flops(plan.trimmed, seq),
-            "encoder_ratio": encoder_flops(plan.trimmed, seq) / encoder_flops(plan.dense, seq),
-        },
+        "params": _params_section(plan, saved, dense_enc),
+        "flops": _flops_section(plan, seq),
         "budget": plan.budget,
         "latency_prediction": _latency_prediction(cfg, plan),
         "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
                  "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
-        "sensitivity": {"method": sens.method, "probe_density": sens.probe_density,
-                        "calibration_rows": sens.calibration_rows, "warmup_fraction": cfg.effective_warmup_fraction,
-                        "analysed_model": "dense fine-tune" if cfg.baseline else "warm-up fine-tune",
-                        "seconds": round(sens.seconds, 1),
-                        "group_scores": {f"L{g.layer}.{g.kind}": g.score for g in sens.groups},
-                        "group_score_se": {f"L{g.layer}.{g.kind}": g.score_se for g in sens.groups},
-                        "fisher_predicted": fisher_predicted(sens),
-                        "ranking_least_to_most": [f"L{g.layer}.{g.kind}" for g in sorted(sens.groups, key=lambda g: g.score)]},
+        "sensitivity": _sensitivity_section(cfg, sens),
         "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,
                        "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
         "distill": cfg.distill,
