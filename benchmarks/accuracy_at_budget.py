@@ -16,6 +16,7 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
 - ``unshrunk``       ``--allocation calibrated-unshrunk``: the calibration without its noise shrinkage (every
                      probe believed as measured): what ``default`` was before the probes' standard errors.
 - ``trim-lr1e-4``    ``--trim-learning-rate 1e-4``: the trimmed fine-tune at twice the recipe's learning rate.
+- ``trim-2x``        ``--trim-epochs`` twice the recipe's (the trimmed fine-tune gets 2x the dense model's steps).
 - ``distill-hidden-2x`` distill-hidden + ``--trim-epochs`` twice the recipe's.
 - ``kwon``           the peer: Kwon et al. 2022's retraining-free pipeline in full (``--method fisher-mask``:
                      mask search, rearrangement, mask tuning) on the same dense model, no fine-tuning.
@@ -62,12 +63,14 @@ VARIANTS = {
     "first-version": {"baseline": False, "allocation": "rank", "floor_heads": 0.0, "floor_ffn": 0.0},
     "kwon": {"method": "fisher-mask"},
     "trim-lr1e-4": {"trim_learning_rate": 1e-4},
+    "trim-2x": {"trim_epochs": "2x"},
     "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
-         "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
+         "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk",
+         "trim-2x": " --trim-epochs {E2}", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
@@ -117,7 +120,8 @@ def train(args) -> None:
                 is_warm_anchor = variant == "one-fine-tune" and budget == first
                 if is_anchor or is_warm_anchor:
                     reuse = None
-                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x", "unshrunk"):
+                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x", "unshrunk",
+                                 "trim-2x"):
                     reuse = anchor
                 else:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None
