@@ -199,7 +199,12 @@ def profile(cfg: ProfileConfig, log=print) -> dict:
         folder = Path(tmp) / "models"
         build_point_models(spec, folder, cfg.points, cfg.precision, log, cfg.layernorm, cfg.seq_len)
         log(f"timing {cfg.points} models at {cfg.seq_len} tokens, {cfg.threads} thread(s), interleaved")
-        result = measure_profile(folder, cfg.seq_len, cfg.threads, runs=50, seconds=cfg.seconds)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:  # the timing takes points x seconds: show how far it is
+            bar = progress.add_task("profile timing", total=1.0)
+            result = measure_profile(folder, cfg.seq_len, cfg.threads, runs=50, seconds=cfg.seconds,
+                                     progress=lambda f: progress.update(bar, completed=f))
         result["model"] = spec
         result["layernorm"] = json.loads((folder / POINTS_FILE).read_text())["layernorm"]
         result["command_settings"] = {"points": cfg.points, "seconds": cfg.seconds}

@@ -16,23 +16,29 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from . import distributed
 from .artifacts import SensitivityReport, TrimPlan, write_json_atomic
 from .errors import SensiEdgeError, first_line
+
+if TYPE_CHECKING:  # annotations only: compress imports this module
+    from .compress import CompressConfig, _Timer
+    from .planner import Budget
+    from .tasks import TaskSpec
 
 
 @dataclass
 class Run:
     """One compress run's settings and the state the stages hand on in memory (data, tokenizer)."""
 
-    cfg: object  # CompressConfig
+    cfg: CompressConfig
     resume: bool
-    log: object
+    log: Callable[[str], None]
     work: Path
-    timer: object
-    task: object
-    budget: object
+    timer: _Timer
+    task: TaskSpec
+    budget: Budget
     model_spec: str
     seq_len: int
     world: distributed.World = field(default_factory=distributed.world)
