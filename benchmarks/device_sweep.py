@@ -120,7 +120,13 @@ def run(args) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     todo = [j for j in jobs(args.tasks, args.seeds) if not (args.results / f"{j.name}.json").exists()]
-    done = {j.anchor() for j in todo if (args.results / f"{j.anchor().name}.json").exists()}
+    # a job reuses its anchor's run folder, not its result: on a fresh machine (a new lease) an anchor whose result
+    # is kept but whose folder is gone runs again first (its kept result stays as it is)
+    kept = lambda a: (args.workdir / a.name / "report.json").is_file()  # noqa: E731
+    rerun = sorted({j.anchor() for j in todo if not j.is_anchor and not kept(j.anchor())} - set(todo),
+                   key=lambda a: (a.task, a.seed))
+    todo = rerun + todo
+    done = {j.anchor() for j in todo if kept(j.anchor())}
     failed: set[Job] = set()
     running: dict[Job, tuple[subprocess.Popen, float]] = {}
     device, start = _device(), time.time()
@@ -130,7 +136,10 @@ def run(args) -> None:
     def finish(job: Job, proc: subprocess.Popen, began: float) -> None:
         folder = args.workdir / job.name
         wall = time.time() - began
-        if proc.returncode == 0 and (folder / "report.json").is_file():
+        if proc.returncode == 0 and (folder / "report.json").is_file() and (args.results / f"{job.name}.json").exists():
+            done.add(job)  # an anchor run again for its folder: the result kept from its first run stands
+            print(f"[{time.time() - start:6.0f}s] anchor folder restored: {job.name}", flush=True)
+        elif proc.returncode == 0 and (folder / "report.json").is_file():
             rep = json.loads((folder / "report.json").read_text())
             out = {**rep, "variant": job.variant, "command": job.command(), "run_folder": str(folder),
                    "benchmark_wall_seconds": round(wall, 1), "device": device, "parallel_jobs": args.workers}

@@ -47,3 +47,20 @@ def test_a_failed_anchor_drops_its_dependents_and_the_driver_ends(tmp_path):
     assert (tmp_path / "res.tgz").is_file()
     log = (tmp_path / "work" / "rt-polarity_default_b0.5_s1.log").read_text()
     assert "error:" in log and Path(tmp_path / "work" / "device_sweep.log").read_text().count("compress") == 1
+
+
+def test_a_new_lease_runs_an_anchor_again_when_only_its_result_is_kept(tmp_path):
+    """Results travel back from a lease, run folders do not: the next lease must rebuild the anchor's folder
+    before any job reuses it, and leave the anchor's kept result untouched."""
+    import argparse
+
+    res = tmp_path / "res"
+    res.mkdir()
+    kept = res / "rt-polarity_default_b0.5_s1.json"
+    kept.write_text('{"kept": true}\n')
+    args = argparse.Namespace(results=res, workdir=tmp_path / "work", tasks=["rt-polarity"], seeds=[1], workers=2,
+                              threads=1, deadline=120, start_margin=0, data_root=tmp_path / "nodata", extra="", tar=None)
+    device_sweep.run(args)
+    commands = (tmp_path / "work" / "device_sweep.log").read_text().splitlines()
+    assert len(commands) == 1 and "--keep-intermediate" in commands[0] and "rt-polarity_default_b0.5_s1" in commands[0]
+    assert kept.read_text() == '{"kept": true}\n'
