@@ -84,12 +84,22 @@ def _result(name: str, variant: str, budget: float, seed: int) -> Path:
 RESULTS = [OUT]  # --results replaces it (a scratch folder for an experiment before it joins the page)
 
 
+def recipe_flags(name: str) -> str:
+    """The task's rows and recipe as compress flags (what every run of the task shares)."""
+    t = TASKS[name]
+    return ((f" --max-train-samples {t['max_train_samples']}" if t["max_train_samples"] else "")
+            + f" --epochs {t['epochs']:g}" + (f" --learning-rate {t['learning_rate']:g}" if "learning_rate" in t else ""))
+
+
+def variant_flags(name: str, flags: str) -> str:
+    """A variant's flags with {E2} (twice the task's epochs) filled in."""
+    return flags.format(E2=f"{2 * TASKS[name]['epochs']:g}")
+
+
 def command(name: str, variant: str, budget: float, seed: int) -> str:
     t = TASKS[name]
     return (f"sensi-edge compress --task {t['task']} --data ../shared/data/{name} --budget {budget} --seed {seed}"
-            + (f" --max-train-samples {t['max_train_samples']}" if t["max_train_samples"] else "")
-            + f" --epochs {t['epochs']:g}" + (f" --learning-rate {t['learning_rate']:g}" if "learning_rate" in t else "")
-            + FLAGS[variant].format(E2=f"{2 * t['epochs']:g}") + f" --output {name}_{variant}_b{budget}_s{seed}")
+            + recipe_flags(name) + variant_flags(name, FLAGS[variant]) + f" --output {name}_{variant}_b{budget}_s{seed}")
 
 
 def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, reuse: Path | None, keep: bool) -> dict:

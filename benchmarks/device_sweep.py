@@ -37,19 +37,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .accuracy_at_budget import TASKS, summary as accuracy_summary
+from .accuracy_at_budget import FLAGS, TASKS, recipe_flags, variant_flags, summary as accuracy_summary
 
-# variant -> extra compress flags; {E} is the task's epochs (the trimmed fine-tune's own epochs)
+# variant -> extra compress flags ({E2}: twice the task's epochs); the accuracy page's variants keep its flags
 VARIANTS = {
-    "default": "",
-    "trim-2x": "--trim-epochs {E2}",
-    "trim-lr1e-4": "--trim-learning-rate 1e-4",
-    "distill-2x": "--distill --trim-epochs {E2}",
-    "kwon": "--method fisher-mask",
-    "uniform": "--method uniform",
-    "magnitude": "--method magnitude",
-    "random": "--method random",
-    "truncate": "--method truncate",
+    **{v: FLAGS[v] for v in ("default", "trim-2x", "trim-lr1e-4", "kwon")},
+    "distill-2x": " --distill --trim-epochs {E2}",
+    **{m: f" --method {m}" for m in ("uniform", "magnitude", "random", "truncate")},
 }
 ANCHOR_BUDGET = 0.5
 
@@ -73,18 +67,14 @@ class Job:
         return Job(self.task, "default", ANCHOR_BUDGET, self.seed)
 
     def flags(self) -> list[str]:
-        t = TASKS[self.task]
-        args = ["--task", t["task"], "--budget", str(self.budget), "--seed", str(self.seed), "--epochs", f"{t['epochs']:g}"]
-        if t["max_train_samples"]:
-            args += ["--max-train-samples", str(t["max_train_samples"])]
-        if "learning_rate" in t:
-            args += ["--learning-rate", f"{t['learning_rate']:g}"]
-        return args + VARIANTS[self.variant].format(E2=f"{2 * t['epochs']:g}").split()
+        """compress flags of this job, but --data and --output (they differ between the lease and a user)."""
+        return (f"--task {TASKS[self.task]['task']} --budget {self.budget} --seed {self.seed}"
+                + recipe_flags(self.task) + variant_flags(self.task, VARIANTS[self.variant])).split()
 
     def command(self) -> str:
         """What a user types for this run (data from ../shared/data, as on the accuracy page)."""
-        return " ".join(["sensi-edge compress", "--task", *self.flags()[1:2], "--data", f"../shared/data/{self.task}",
-                         *self.flags()[2:], "--output", self.name])
+        return " ".join(["sensi-edge compress", *self.flags(), "--data", f"../shared/data/{self.task}",
+                         "--output", self.name])
 
 
 def jobs(tasks, seeds) -> list[Job]:
@@ -130,7 +120,9 @@ def run(args) -> None:
     todo = [j for j in jobs(args.tasks, args.seeds) if not (args.results / f"{j.name}.json").exists()]
     # a job reuses its anchor's run folder, not its result: on a fresh machine (a new lease) an anchor whose result
     # is kept but whose folder is gone runs again first (its kept result stays as it is)
-    kept = lambda a: (args.workdir / a.name / "report.json").is_file()  # noqa: E731
+    def kept(anchor: Job) -> bool:
+        return (args.workdir / anchor.name / "report.json").is_file()
+
     rerun = sorted({j.anchor() for j in todo if not j.is_anchor and not kept(j.anchor())} - set(todo),
                    key=lambda a: (a.task, a.seed))
     todo = rerun + todo
@@ -142,23 +134,22 @@ def run(args) -> None:
     log = open(args.workdir / "device_sweep.log", "a")
 
     def finish(job: Job, proc: subprocess.Popen, began: float) -> None:
-        folder = args.workdir / job.name
-        wall = time.time() - began
-        if proc.returncode == 0 and (folder / "report.json").is_file() and (args.results / f"{job.name}.json").exists():
-            done.add(job)  # an anchor run again for its folder: the result kept from its first run stands
-            print(f"[{time.time() - start:6.0f}s] anchor folder restored: {job.name}", flush=True)
-        elif proc.returncode == 0 and (folder / "report.json").is_file():
-            rep = json.loads((folder / "report.json").read_text())
-            out = {**rep, "variant": job.variant, "command": job.command(), "run_folder": str(folder),
-                   "benchmark_wall_seconds": round(wall, 1), "device": device, "parallel_jobs": args.workers}
-            (args.results / f"{job.name}.json").write_text(json.dumps(out, indent=2) + "\n")
-            done.add(job)
-            print(f"[{time.time() - start:6.0f}s] done {job.name}: {rep['metric']} {rep['compressed'][rep['metric']]:.2f} "
-                  f"(dense {rep['dense_baseline'][rep['metric']]:.2f}) in {wall:.0f}s", flush=True)
-            _write_tar(args.results, args.tar)
-        else:
+        folder, wall = args.workdir / job.name, time.time() - began
+        if proc.returncode != 0 or not (folder / "report.json").is_file():
             failed.add(job)
             print(f"[{time.time() - start:6.0f}s] FAILED {job.name} (rc {proc.returncode}); log {folder}.log", flush=True)
+            return
+        done.add(job)
+        if (args.results / f"{job.name}.json").exists():  # an anchor run again for its folder: its kept result stands
+            print(f"[{time.time() - start:6.0f}s] anchor folder restored: {job.name}", flush=True)
+            return
+        rep = json.loads((folder / "report.json").read_text())
+        out = {**rep, "variant": job.variant, "command": job.command(), "run_folder": str(folder),
+               "benchmark_wall_seconds": round(wall, 1), "device": device, "parallel_jobs": args.workers}
+        (args.results / f"{job.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+        print(f"[{time.time() - start:6.0f}s] done {job.name}: {rep['metric']} {rep['compressed'][rep['metric']]:.2f} "
+              f"(dense {rep['dense_baseline'][rep['metric']]:.2f}) in {wall:.0f}s", flush=True)
+        _write_tar(args.results, args.tar)
 
     while todo or running:
         for job, (proc, began) in list(running.items()):

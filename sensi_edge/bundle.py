@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundle_runtime
+from . import bundle_runtime, checks
 from .artifacts import staged_output
 from .bench import describe
 from .cost import encoder_flops
@@ -39,8 +39,6 @@ def _max_positions(onnx_file: Path) -> int | None:
 
 def _checked(onnx_file, output, seq_len, threads, profile_models, texts_from, task, texts) -> tuple[Path, Path]:
     """Every argument checked before anything is written; the ONNX file and output as absolute paths."""
-    from . import checks
-
     if profile_models is not None and not (Path(profile_models) / bundle_runtime.POINTS_FILE).is_file():
         raise SensiEdgeError(f"--profile-models {profile_models} has no {bundle_runtime.POINTS_FILE}; pass the folder "
                              "made by `sensi-edge profile --keep-models`")
@@ -81,9 +79,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     onnx_file, output = _checked(onnx_file, output, seq_len, threads, profile_models, texts_from, task, texts)
     v = describe(onnx_file)
     seq = seq_len or (384 if v.is_qa else 128)
-    from .checks import seq_len as check_seq_len
-
-    check_seq_len("--seq-len", seq, _max_positions(onnx_file))
+    checks.seq_len("--seq-len", seq, _max_positions(onnx_file))
     with staged_output(output, "bundle") as work:
         shutil.copy2(onnx_file, work / "model.onnx")
         tok_file = onnx_file.parent / "tokenizer.json"

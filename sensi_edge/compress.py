@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import distributed
@@ -121,8 +121,6 @@ class CompressConfig:
     @property
     def trim_recipe(self) -> Recipe:
         """The recipe of the trimmed fine-tune: the dense recipe, with --trim-epochs / --trim-learning-rate."""
-        from dataclasses import replace
-
         return replace(self.recipe, epochs=self.recipe.epochs if self.trim_epochs is None else self.trim_epochs,
                        learning_rate=self.recipe.learning_rate if self.trim_learning_rate is None
                        else self.trim_learning_rate)

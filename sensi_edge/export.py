@@ -165,8 +165,10 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     log(f"PyTorch {task.metric}: {ref_metrics[task.metric]:.2f} on {len(val)} rows")
     judge = _Judge(cfg, ev, prepared, parity_set, ref_parity, ref_metrics[task.metric], task.metric, log)
     unfused, fused, layernorm, steps = _graphs(cfg, work, torch_runner.model, seq_len, judge, timings, log)
+    from .onnx_graph import attention_heads
+
     expected_heads = [h for h in geometry.heads if h > 0]
-    if expected_heads and not _attention_heads(fused):
+    if expected_heads and not attention_heads(fused):
         log("note: onnxruntime fused no attention layer (transformers 5 traces attention as reshape(..., -1, "
             "head_dim), whose head count the fuser cannot read): the graphs are correct but slower; install the "
             "transformers 4.57 line (sensi-edge[optimum]) for fused attention")
@@ -187,12 +189,6 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     write_json_atomic(work / "export_report.json", report)
     (work / "export_report.md").write_text(render_markdown(report))
     return ExportResult(output, report)  # staged_output moves work/ to output/ on return
-
-
-def _attention_heads(path):
-    from .onnx_graph import attention_heads
-
-    return attention_heads(path)
 
 
 def _graphs(cfg, work, model, seq_len, judge, timings, log):
@@ -262,7 +258,7 @@ class _Judge:
         return out
 
     def record(self, name, path: Path, info: dict, work: Path, fp32_size: int, expected_heads, timings) -> dict:
-        from .onnx_graph import op_counts
+        from .onnx_graph import attention_heads, op_counts
         from .runners import OrtRunner
 
         t0 = time.perf_counter()
@@ -270,7 +266,7 @@ class _Judge:
         timings[f"score_{name}"] = time.perf_counter() - t0
         parity = self.parity(path, name)
         drop = self.ref_metric - metrics[self.metric]
-        heads = _attention_heads(path)
+        heads = attention_heads(path)
         reasons = self.reasons(name, drop, parity, heads, info["fused"], expected_heads)
         status = "rejected" if reasons else "accepted"
         if status == "rejected":
