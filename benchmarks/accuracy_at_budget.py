@@ -115,29 +115,37 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
             "run_folder": str(result.output), "benchmark_wall_seconds": round(time.perf_counter() - start, 1)}
 
 
+ONE_FINE_TUNE = ("one-fine-tune", "first-version")  # variants that trim from the warm-up model, not the dense one
+
+
+def _dense_anchor(workdir: Path, name: str, budget: float, seed: int) -> Path | None:
+    """The seed's kept run whose fine-tuned dense model and sensitivity analysis every other run of the seed reuses.
+
+    The ``default`` run at the first budget when it is there; otherwise any other kept run of the seed that trims
+    from the dense model (its result may be committed while the run folder is gone -- another machine, a cleaned
+    workdir -- and then the first variant run computes the dense model itself and keeps it for the others)."""
+    kept = [_folder(workdir, name, v, budget, seed) for v in VARIANTS if v not in ONE_FINE_TUNE]
+    return next((p for p in kept if (p / "run.json").exists()), None)
+
+
 def train(args) -> None:
     RESULTS[0].mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         first = args.budgets[0]
-        anchor = _folder(args.workdir, args.task, "default", first, seed)
         warm_anchor = _folder(args.workdir, args.task, "one-fine-tune", first, seed)
         for variant in args.variants:
             for budget in args.budgets:
                 dst = _result(args.task, variant, budget, seed)
                 if dst.exists():
                     continue
-                is_anchor = variant == "default" and budget == first
-                is_warm_anchor = variant == "one-fine-tune" and budget == first
-                if is_anchor or is_warm_anchor:
-                    reuse = None
-                elif variant in ("default", "distill", "distill-hidden", "kwon", "trim-lr1e-4", "distill-hidden-2x", "unshrunk",
-                                 "trim-2x"):
-                    reuse = anchor
-                else:
+                if variant in ONE_FINE_TUNE:
                     reuse = warm_anchor if (warm_anchor / "run.json").exists() else None
-                print(f"[accuracy] {args.task} seed {seed}: {variant} @ {budget}", flush=True)
+                else:
+                    reuse = _dense_anchor(args.workdir, args.task, first, seed)
+                print(f"[accuracy] {args.task} seed {seed}: {variant} @ {budget}" + ("" if reuse else " (whole run, kept)"),
+                      flush=True)
                 report = run_one(args.task, variant, budget, seed, args.workdir, reuse,
-                                 keep=is_anchor or is_warm_anchor or (reuse is None and variant != "default"))
+                                 keep=reuse is None and (budget == first or variant not in ONE_FINE_TUNE))
                 dst.write_text(json.dumps(report, indent=2) + "\n")
                 summary(RESULTS[0], PAGE if RESULTS[0] == OUT else RESULTS[0] / "page.md")
 
