@@ -169,9 +169,9 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
 
     expected_heads = [h for h in geometry.heads if h > 0]
     if expected_heads and not attention_heads(fused):
-        log("note: onnxruntime fused no attention layer (transformers 5 traces attention as reshape(..., -1, "
-            "head_dim), whose head count the fuser cannot read): the graphs are correct but slower; install the "
-            "transformers 4.57 line (sensi-edge[optimum]) for fused attention")
+        log("note: onnxruntime fused no attention layer (its fuser did not match this graph's attention pattern): "
+            "the graphs are correct (parity-checked) but run unfused attention, which is slower; the export report's "
+            "ops show it. Both supported transformers lines (4.57, 5.x) fuse; another version may not")
     variants = [("fp32", fused, {"fused": True})] + _quantized(cfg, work, unfused, fused, train, ev, preset, timings)
     records = [judge.record(name, path, info, work, fused.stat().st_size, expected_heads, timings)
                for name, path, info in variants]

@@ -6,6 +6,10 @@ optimum-onnx 0.1.0 passes for BERT: inputs ids/mask/token types, outputs named `
 exporter: optimum-onnx 0.1.0 requires transformers < 4.58, so depending on it would downgrade a
 transformers 5.x environment; and its task manager refuses our ``sensi_bert`` model type anyway. One
 exporter on both transformers lines means the parity gates always judge the same kind of graph.
+
+Two things make a transformers 5 graph fusable, both applied at export (the export step's parity gate
+judges the result): attention traced in its eager form (``_eager_attention``), and the per-head reshapes'
+``-1`` replaced by the head count it stands for (``name_head_counts``).
 """
 from __future__ import annotations
 
@@ -72,7 +76,7 @@ def export_model(model, path: Path, opset: int = 17) -> None:
     axes = {n: {0: "batch_size", 1: "sequence_length"} for n in INPUTS}
     axes.update({n: {0: "batch_size"} if n == "logits" else {0: "batch_size", 1: "sequence_length"} for n in outputs})
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _eager_attention(model):
             warnings.simplefilter("ignore")  # TracerWarnings about python control flow on shapes
             torch.onnx.export(_positional(model, outputs).eval(), (ids, mask, types), str(path), input_names=list(INPUTS),
                               output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
@@ -81,6 +85,97 @@ def export_model(model, path: Path, opset: int = 17) -> None:
         raise SensiEdgeError(f"ONNX export failed: {first_line(exc)}") from exc
     model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
     restore_unused_inputs(path)
+    name_head_counts(path)
+
+
+@contextlib.contextmanager
+def _eager_attention(model):
+    """Trace attention in its eager form (MatMul, Softmax, MatMul), the pattern onnxruntime's fuser matches.
+
+    transformers 5 switches attention per call (``set_attn_implementation``) and traces SDPA as its
+    decomposition (q and k each scaled by sqrt(scale), a Where(-inf) mask), which the fuser does not match.
+    transformers 4.57's BERT fixes its attention class at construction and its SDPA class already traces in
+    the fusable form, so there is nothing to switch (and its mask path reads the same config field, so it is
+    left alone). The field is set directly, not through ``set_attn_implementation``: transformers decides
+    whether that is allowed by a regex over the modeling source, which our ``EmptyAttention`` trips.
+    """
+    import transformers
+
+    before = getattr(model.config, "_attn_implementation", None)
+    switch = before not in (None, "eager") and int(transformers.__version__.split(".")[0]) >= 5
+    if switch:
+        model.config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        if switch:
+            model.config._attn_implementation = before
+
+
+def _constant(graph_index: tuple[dict, dict], name: str):
+    """The value of an initializer or Constant node output, else None."""
+    from onnx import numpy_helper
+
+    inits, producers = graph_index
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = producers.get(name)
+    if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def _projection_width(graph_index: tuple[dict, dict], add) -> int | None:
+    """Output width of ``MatMul(x, W) + b``: the bias length, else W's second dimension."""
+    for name in add.input:
+        c = _constant(graph_index, name)
+        if c is not None and c.ndim == 1 and c.size > 1:
+            return int(c.shape[0])
+        mm = graph_index[1].get(name)
+        if mm is not None and mm.op_type == "MatMul":
+            w = _constant(graph_index, mm.input[1])
+            if w is not None and w.ndim == 2:
+                return int(w.shape[1])
+    return None
+
+
+def name_head_counts(path: Path) -> int:
+    """Write each attention layer's head count into its q/k/v reshapes; returns how many were rewritten.
+
+    transformers 5 reshapes a projection to ``(batch, seq, -1, head_dim)``; onnxruntime's fuser reads a
+    layer's head count from that shape and gives up on ``-1`` (num_heads=0, see ``fuse``), so no attention
+    is fused. The ``-1`` always resolves to the projection's width / head_dim, which the graph itself holds
+    (the bias or weight of the MatMul + Add feeding the reshape), so it is replaced by that number: the
+    same computation, per layer, correct for irregular (trimmed) layers. Graphs whose reshapes already name
+    the count (transformers 4.57) are left untouched.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    index = ({i.name: i for i in g.initializer}, {o: n for n in g.node for o in n.output})
+    rewritten = 0
+    for node in g.node:
+        if node.op_type != "Reshape":
+            continue
+        concat, source = index[1].get(node.input[1]), index[1].get(node.input[0])
+        if (concat is None or concat.op_type != "Concat" or len(concat.input) != 4
+                or source is None or source.op_type != "Add"):
+            continue
+        heads, head_dim = _constant(index, concat.input[2]), _constant(index, concat.input[3])
+        width = _projection_width(index, source)
+        if heads is None or head_dim is None or heads.tolist() != [-1] or head_dim.size != 1 or not width:
+            continue
+        if head_dim.item() <= 0 or width % head_dim.item():
+            continue
+        name = f"{node.name}/num_heads"
+        g.initializer.append(numpy_helper.from_array(np.array([width // head_dim.item()], dtype=np.int64), name))
+        concat.input[2] = name
+        rewritten += 1
+    if rewritten:
+        onnx.save(m, str(path))
+    return rewritten
 
 
 def restore_unused_inputs(path: Path) -> list[str]:

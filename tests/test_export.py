@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper
 import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.export import ExportConfig, export
 from sensi_edge.finetune import Recipe
 
-from conftest import irregular_model_dir, transformers_major
+from conftest import irregular_model_dir
 
 INT8_MAX_DIFF_FRACTION = 0.15  # int8 parity tolerance: max |diff| <= 15% of the largest |fp32 logit|
 
@@ -35,9 +36,6 @@ def compressed_run(tmp_path_factory, sst2_dir):
 
 
 
-@pytest.mark.xfail(transformers_major() >= 5, strict=True,
-                   reason="transformers 5's attention reshapes to (..., -1, head_dim), so onnxruntime's fuser cannot read "
-                          "per-layer head counts: graphs export correct but without Attention fusion (README: known limits)")
 def test_irregular_model_with_empty_layers_exports_fuses_and_quantizes(tmp_path, sst2_dir):
     model_dir, plan = irregular_model_dir(tmp_path)
     res = export(ExportConfig(model_dir, tmp_path / "onnx", quantize=("dynamic", "static"), task="sst2",
@@ -165,9 +163,44 @@ def test_residual_layernorms_are_fused_or_split_as_chosen_and_sessions_keep_the_
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(plain)
     ort.InferenceSession(str(tmp_path / "split.onnx"), opts, providers=["CPUExecutionProvider"])
-    if transformers_major() < 5:  # 5.x traces graphs whose residual pattern ORT's runtime fusion does not match
-        assert "SkipLayerNormalization" in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    assert "SkipLayerNormalization" in {n.op_type for n in onnx.load(str(plain)).graph.node}
     auto = choose_layernorm(unfused, 16, "auto", seconds=0.05)
     assert auto["mode"] in ("skip", "split") and set(auto["median_ms"]) == {"skip", "split"}
     assert auto["mode"] == min(auto["median_ms"], key=auto["median_ms"].get)
     assert choose_layernorm(unfused, 16, "skip") == {"mode": "skip", "chosen_by": "flag"}
+
+
+def test_head_counts_are_named_in_reshapes_that_leave_them_minus_one(tmp_path):
+    """transformers 5 reshapes q/k/v to (batch, seq, -1, head_dim); export writes the head count the -1 stands for
+    (the projection's width / head_dim), which is what onnxruntime's fuser reads. Outputs stay the same."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from sensi_edge.onnx_graph import name_head_counts
+
+    rng = np.random.default_rng(0)
+    const = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.int64)))  # noqa: E731
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["proj"]),
+             const("d0", [2]), const("d1", [5]), const("minus1", [-1]), const("hd", [8]),
+             helper.make_node("Concat", ["d0", "d1", "minus1", "hd"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["proj", "shape"], ["q"]),
+             helper.make_node("Concat", ["d0", "d1", "minus1"], ["flat_shape"], axis=0),  # the output reshape: no head_dim
+             helper.make_node("Reshape", ["q", "flat_shape"], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((32, 24)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(24).astype(np.float32), "b")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 32])],
+                              [helper.make_tensor_value_info("q", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = {"x": rng.standard_normal((2, 5, 32)).astype(np.float32)}
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
+    assert name_head_counts(path) == 1
+    m = onnx.load(str(path))
+    concat = next(n for n in m.graph.node if n.output[0] == "shape")
+    heads = next(i for i in m.graph.initializer if i.name == concat.input[2])
+    assert numpy_helper.to_array(heads).tolist() == [3]  # 24 wide / head_dim 8
+    assert next(n for n in m.graph.node if n.output[0] == "flat_shape").input[2] == "minus1"
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
+    assert all(np.array_equal(p, q) for p, q in zip(before, after))
+    assert name_head_counts(path) == 0  # nothing left to name
