@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from sensi_edge.baselines import METHODS
+from sensi_edge.methods import METHODS
 from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.finetune import Recipe
 

@@ -1,4 +1,5 @@
-"""Comparison methods that produce a TrimPlan under the same budget accounting as Sensi-BERT.
+"""Comparison methods that produce a TrimPlan under the same budget accounting as Sensi-BERT
+(``methods.py`` names them and says what each needs).
 
 Each is pure arithmetic over a Geometry and per-unit scores, so the benchmark sweep runs them
 through the very same fine-tuning, removal and export as the sensitivity method:
@@ -24,7 +25,7 @@ import numpy as np
 
 from .artifacts import TrimPlan
 from .cost import Geometry
-from .planner import NO_FLOORS, Budget, Floors, select_units, top_units
+from .planner import Budget, select_units, top_units
 
 
 def _plan(dense: Geometry, keep_heads, keep_neurons, budget: Budget, method: str) -> TrimPlan:
@@ -104,42 +105,3 @@ def magnitude_scores(model) -> tuple[list[np.ndarray], list[np.ndarray]]:
             i, out = (m.weight.detach().abs() for m in adapter.ffn_linears(layer))
             neurons.append((i.sum(1) + out.sum(0)).cpu().numpy())
     return heads, neurons
-
-
-METHODS = ("sensitivity", "uniform", "magnitude", "random", "fisher-mask", "truncate")
-
-
-def plan_with(method: str, report, budget: Budget, seed: int = 0, model=None, floors: Floors = NO_FLOORS,
-              allocation: str = "calibrated", calib: list[dict] | None = None) -> TrimPlan:
-    """The TrimPlan of ``method``; per-unit importance comes from the shared SensitivityReport.
-    ``floors`` and ``allocation`` belong to the sensitivity method; the comparison methods keep their
-    published definitions."""
-    from dataclasses import replace
-
-    from .planner import build_plan
-
-    dense = report.geometry
-    fisher_h, fisher_n = report.head_importance, report.neuron_importance
-    if method == "sensitivity":
-        return build_plan(report, budget, floors=floors, allocation=allocation)
-    if method == "uniform":
-        plan = uniform(dense, fisher_h, fisher_n, budget)
-    elif method == "truncate":
-        plan = truncate(dense, fisher_h, fisher_n, budget)
-    elif method == "fisher-mask":  # Kwon et al. 2022 in full: search + rearrangement here, mask tuning at trim time
-        from .kwon import fisher_blocks, search_and_rearrange
-
-        if model is None or calib is None:
-            raise ValueError("fisher-mask needs the fine-tuned dense model and the calibration batches")
-        plan = search_and_rearrange(dense, fisher_h, fisher_n, fisher_blocks(model, calib), budget)
-    elif method == "magnitude":
-        if model is None:
-            raise ValueError("magnitude needs the model")
-        plan = global_selection(dense, *magnitude_scores(model), budget, method)
-    elif method == "random":
-        rng = np.random.default_rng(seed)
-        plan = global_selection(dense, [rng.random(h) for h in dense.heads], [rng.random(f) for f in dense.ffn],
-                                budget, method, per_cost=False)
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    return replace(plan, source={**plan.source, "sensitivity": report.hash()})

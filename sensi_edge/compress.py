@@ -70,7 +70,7 @@ class CompressConfig:
     distill: bool = False  # trimmed fine-tune also matches the dense fine-tuned model's outputs
     distill_hidden: float = 0.0  # with distill: weight of layer-wise hidden-state matching (0 = outputs only)
     baseline: bool = True
-    method: str = "sensitivity"  # or a comparison method from baselines.METHODS
+    method: str = "sensitivity"  # or a comparison method (methods.METHODS)
     reuse: Path | None = None  # a kept run whose baseline / warm-up / sensitivity stages this run reuses
     keep_intermediate: bool = False  # keep warm_model/ and dense_model/ in the output, for later reuse
     text_columns: tuple[str, ...] = ()
@@ -115,8 +115,10 @@ class CompressConfig:
             raise SensiEdgeError("--distill-hidden weights a part of the distillation loss: add --distill")
         if self.distill and not self.baseline:
             raise SensiEdgeError("--distill learns from the fine-tuned dense model: drop --no-baseline")
-        if self.method == "fisher-mask" and not self.baseline:
-            raise SensiEdgeError("--method fisher-mask masks the fine-tuned dense model: drop --no-baseline")
+        from .methods import get_method
+
+        if get_method(self.method).needs_dense_fine_tune and not self.baseline:
+            raise SensiEdgeError(f"--method {self.method} plans on the fine-tuned dense model: drop --no-baseline")
 
     @property
     def trim_recipe(self) -> Recipe:
@@ -239,8 +241,8 @@ def _validate(cfg: CompressConfig):
     """Every check that needs the model's config or the task, before anything is loaded or written:
     (task, sequence length, budget, resolved model)."""
     from .arch import adapter_for
-    from .baselines import METHODS
     from .loading import load_config, resolve_model
+    from .methods import get_method
     from .planner import ALLOCATIONS, NO_FLOORS, Budget, Floors, check_budget
     from .tasks import get_task
 
@@ -256,8 +258,7 @@ def _validate(cfg: CompressConfig):
     if cfg.allocation not in ALLOCATIONS:
         raise SensiEdgeError(f"unknown --allocation {cfg.allocation!r}: use one of {', '.join(ALLOCATIONS)}")
     floors = Floors.for_task(task.kind, cfg.floor_heads, cfg.floor_ffn)  # range check before anything is written
-    if cfg.method not in METHODS:
-        raise SensiEdgeError(f"unknown --method {cfg.method!r}: use one of {', '.join(METHODS)}")
+    method = get_method(cfg.method)
     model_spec = resolve_model(cfg.model)
     model_config = load_config(model_spec)
     dense = adapter_for(model_config).geometry_from_config(model_config)  # unsupported families stop here
@@ -270,7 +271,7 @@ def _validate(cfg: CompressConfig):
     max_pos = getattr(model_config, "max_position_embeddings", 512)
     if seq_len > max_pos:
         raise SensiEdgeError(f"--max-seq-length {seq_len} exceeds the model's {max_pos} positions; lower it")
-    check_budget(dense, budget, floors if cfg.method == "sensitivity" else NO_FLOORS)
+    check_budget(dense, budget, floors if method.own_allocation else NO_FLOORS)
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json); "
                              "pass the output folder of a run made with --keep-intermediate")

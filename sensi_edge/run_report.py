@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from . import distributed
+from .methods import get_method
 
 
 def _json_or_empty(path: Path) -> dict:
@@ -107,7 +108,7 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "plan": {"heads_per_layer": list(plan.trimmed.heads), "ffn_per_layer": list(plan.trimmed.ffn),
                  "dense_heads": list(plan.dense.heads), "dense_ffn": list(plan.dense.ffn)},
         "sensitivity": _sensitivity_section(cfg, sens),
-        "allocation": {"name": cfg.allocation if cfg.method == "sensitivity" else None,
+        "allocation": {"name": cfg.allocation if get_method(cfg.method).own_allocation else None,
                        "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
         "distill": cfg.distill,
         "distill_hidden": cfg.distill_hidden,

@@ -184,17 +184,17 @@ def sensitivity(run: Run) -> SensitivityReport:
 
 def make_plan(run: Run, sens: SensitivityReport) -> TrimPlan:
     """Sensitivity + budget -> plan.json; cheap and deterministic, so rank 0 plans and the others read it."""
-    from .baselines import plan_with
     from .loading import load_for_task
+    from .methods import PlanInputs, get_method, plan_with
     from .planner import Floors
 
-    path, cfg, budget = run.work / "plan.json", run.cfg, run.budget
+    path, cfg, budget, method = run.work / "plan.json", run.cfg, run.budget, get_method(run.cfg.method)
     if run.todo(path) and run.main:
         run.stage("plan", f"{cfg.method}, {budget.kind} budget {budget.value}{' (absolute)' if budget.absolute else ''}")
-        model = load_for_task(str(run.analysed_dir), run.task)[1] if cfg.method in ("magnitude", "fisher-mask") else None
-        plan = plan_with(cfg.method, sens, budget, cfg.recipe.seed, model,
-                         floors=Floors.for_task(run.task.kind, cfg.floor_heads, cfg.floor_ffn),
-                         allocation=cfg.allocation, calib=run.data["calib"])
+        model = load_for_task(str(run.analysed_dir), run.task)[1] if method.reads_weights else None
+        plan = plan_with(cfg.method, PlanInputs(
+            sens, budget, cfg.recipe.seed, Floors.for_task(run.task.kind, cfg.floor_heads, cfg.floor_ffn),
+            cfg.allocation, model, run.data["calib"] if method.reads_calibration else None))
         replace(plan, source={**plan.source, "method": cfg.method, "model": run.model_spec,
                               "task": run.task.name}).save(path)
         run.timer.stop()
@@ -226,23 +226,19 @@ def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
 def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> dict | None:
     """Trimmed fine-tune (or Kwon's mask tuning), physical removal, masked-vs-pruned parity -> model/, trim.json."""
     from .loading import load_for_task
+    from .methods import get_method
     from .runners import INPUT_NAMES
     from .surgery import apply_plan, parity
 
-    path = run.work / "trim.json"
-    # mask tuning (fisher-mask) is not distributed: rank 0 only
-    if run.todo(path) and (run.main or run.cfg.method != "fisher-mask"):
+    path, method = run.work / "trim.json", get_method(run.cfg.method)
+    # a retraining-free method's tuning is not distributed: rank 0 only
+    if run.todo(path) and (run.main or method.retrains):
         _, model = load_for_task(str(run.analysed_dir), run.task)
-        if run.cfg.method == "fisher-mask":
-            from .kwon import fold, tune_masks
-
-            run.stage("trim", "least-squares mask tuning on the calibration rows, then removal (no retraining)")
-            tuned, tuning_log = tune_masks(model, plan, run.data["calib"])
-            fold(model, tuned)
-            info = {"steps": 0, "note": "retraining-free (Kwon et al. 2022): mask search, rearrangement, mask tuning",
-                    "mask_tuning": tuning_log}
-        else:
+        if method.retrains:
             model, info = _retrain(run, sens, plan, model)
+        else:
+            run.stage("trim", f"{method.name}: {method.summary}; tuning on the calibration rows, then removal")
+            info = method.tune(model, plan, run.data["calib"])
         if run.main:
             model = model.cpu().eval()
             trimmed = apply_plan(model, plan)

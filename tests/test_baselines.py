@@ -5,8 +5,9 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from sensi_edge.baselines import global_selection, magnitude_scores, plan_with, truncate, uniform
+from sensi_edge.baselines import global_selection, magnitude_scores, truncate, uniform
 from sensi_edge.cost import Geometry, encoder_cost, encoder_params, head_params, neuron_params
+from sensi_edge.methods import PlanInputs, plan_with
 from sensi_edge.planner import Budget
 
 from conftest import tiny_config
@@ -75,7 +76,7 @@ def test_random_keeps_heads_and_neurons_alike(fraction):
     from types import SimpleNamespace
 
     report = SimpleNamespace(geometry=MINILM, head_importance=None, neuron_importance=None, hash=lambda: "x")
-    plan = plan_with("random", report, Budget("params", fraction), seed=3)
+    plan = plan_with("random", PlanInputs(report, Budget("params", fraction), seed=3))
     head_share = sum(plan.trimmed.heads) / sum(MINILM.heads)
     ffn_share = sum(plan.trimmed.ffn) / sum(MINILM.ffn)
     assert abs(head_share - ffn_share) < 0.15, (head_share, ffn_share)

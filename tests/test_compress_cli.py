@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from sensi_edge.compress import CompressConfig, compress
+from sensi_edge.errors import SensiEdgeError
 from sensi_edge.finetune import Recipe
 
 from conftest import sentiment_rows, write_jsonl
@@ -144,6 +145,33 @@ def test_comparison_methods_run_through_the_same_pipeline(method, tiny_model_dir
         assert "trim" in r["wall_seconds"] and json.loads((res.output / "trim.json").read_text())["train"]["steps"] == 0
     if method == "truncate":
         assert plan["summary"]["heads_per_layer"][-1] == 0
+
+
+def test_a_new_method_is_one_registry_entry(tiny_model_dir, tiny_sst2_dir, tmp_path, monkeypatch):
+    """The stages ask the Method what to do, not its name: a retraining-free method registered here (no stage
+    edited) gets its weights loaded for planning and its own tuning step instead of the trimmed fine-tune, and
+    refuses --no-baseline because it declares it plans on the fine-tuned dense model."""
+    from sensi_edge.baselines import truncate
+    from sensi_edge.methods import METHODS, Method
+
+    seen = {}
+
+    def plan(x):
+        seen["model"], seen["calib"] = x.model, x.calib
+        return truncate(x.report.geometry, x.report.head_importance, x.report.neuron_importance, x.budget)
+
+    def tune(model, plan, calib):
+        seen["tuned"] = len(calib)
+        return {"steps": 0, "note": "planted"}
+
+    monkeypatch.setitem(METHODS, "planted", Method("planted", "test method", plan, reads_weights=True, retrains=False,
+                                                    needs_dense_fine_tune=True, tune=tune))
+    res = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "p", method="planted"), log=lambda m: None)
+    assert seen["model"] is not None and seen["calib"] is None and seen["tuned"] > 0
+    assert res.report["trim_steps"] == 0 and res.report["allocation"]["name"] is None
+    assert json.loads((res.output / "trim.json").read_text())["train"]["note"] == "planted"
+    with pytest.raises(SensiEdgeError, match="--method planted plans on the fine-tuned dense model"):
+        _cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "q", method="planted", baseline=False)
 
 
 def test_unknown_method_is_refused(tiny_model_dir, tiny_sst2_dir, tmp_path):
