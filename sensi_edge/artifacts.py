@@ -96,6 +96,62 @@ def write_json_atomic(path: Path, payload) -> None:
     os.replace(tmp, path)
 
 
+class JsonArtifact:
+    """One JSON round trip for every stage artifact: ``to_dict``/``from_dict`` are the class's own; ``save``
+    (atomic), ``load`` (refusing a schema newer than this code), and ``hash`` (of what the file holds) are here.
+
+    A file without ``schema_version`` predates the field and reads as version 1."""
+
+    schema_version: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+    def hash(self) -> str:
+        return content_hash(self.to_dict())
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path):
+        from .errors import SensiEdgeError
+
+        d = json.loads(Path(path).read_text())
+        if d.get("schema_version", 1) > SCHEMA_VERSION:
+            raise SensiEdgeError(f"{path} was written by a newer sensi-edge (schema {d['schema_version']} > "
+                                 f"{SCHEMA_VERSION}); upgrade sensi-edge or rerun the stage that wrote it")
+        return cls.from_dict(d)
+
+
+@dataclass(frozen=True)
+class DenseBaseline(JsonArtifact):
+    """baseline.json: the dense model fine-tuned with the recipe, scored on the validation rows (the number to
+    beat); the model itself is dense_model/ beside it."""
+
+    metrics: dict  # the task's metrics (its headline metric and the rest)
+    train: dict  # what the fine-tune did: steps, final loss, seconds (finetune's info)
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class TrimResult(JsonArtifact):
+    """trim.json: how the trimmed model was produced (fine-tune steps, or a retraining-free method's tuning log)
+    and how far the physically pruned model is from the masked one it was cut from (the removal's parity)."""
+
+    train: dict
+    masked_vs_pruned_max_abs_diff: float
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def steps(self) -> int:
+        return self.train["steps"]
+
+
 @dataclass(frozen=True)
 class GroupSensitivity:
     layer: int
@@ -109,7 +165,7 @@ class GroupSensitivity:
 
 
 @dataclass(frozen=True)
-class SensitivityReport:
+class SensitivityReport(JsonArtifact):
     """Per-group sensitivity plus per-unit importance inside every group."""
 
     method: str  # "probe" | "fisher"
@@ -141,19 +197,9 @@ class SensitivityReport:
         d["neuron_importance"] = tuple(tuple(x) for x in d["neuron_importance"])
         return cls(**d)
 
-    def hash(self) -> str:
-        return content_hash(self.to_dict())
-
-    def save(self, path: Path) -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> "SensitivityReport":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
 
 @dataclass(frozen=True)
-class TrimPlan:
+class TrimPlan(JsonArtifact):
     """Which heads and FFN neurons every layer keeps. Replaying it on the base model rebuilds the trimmed one."""
 
     dense: Geometry
@@ -196,13 +242,3 @@ class TrimPlan:
             source=d.get("source", {}),
             schema_version=d.get("schema_version", SCHEMA_VERSION),
         )
-
-    def hash(self) -> str:
-        return content_hash(self.to_dict())
-
-    def save(self, path: Path) -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> "TrimPlan":
-        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -98,9 +98,9 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "recipe": cfg.recipe.to_dict(),
         "trim_recipe": cfg.trim_recipe.to_dict(),  # differs from recipe only with --trim-epochs / --trim-learning-rate
         "recipe_steps": recipe_steps,
-        "dense_baseline": baseline["metrics"] if baseline else None,
+        "dense_baseline": baseline.metrics if baseline else None,
         "compressed": metrics,
-        "metric_delta": (metrics[task.metric] - baseline["metrics"][task.metric]) if baseline else None,
+        "metric_delta": (metrics[task.metric] - baseline.metrics[task.metric]) if baseline else None,
         "params": _params_section(plan, saved, dense_enc),
         "flops": _flops_section(plan, seq),
         "budget": plan.budget,
@@ -112,8 +112,8 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
                        "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
         "distill": cfg.distill,
         "distill_hidden": cfg.distill_hidden,
-        "masked_vs_pruned_max_abs_diff": trim_info["masked_vs_pruned_max_abs_diff"],
-        "trim_steps": trim_info["train"]["steps"],  # optimizer steps of the trimmed fine-tune (0: fisher-mask)
+        "masked_vs_pruned_max_abs_diff": trim_info.masked_vs_pruned_max_abs_diff,
+        "trim_steps": trim_info.steps,  # optimizer steps of the trimmed fine-tune (0: fisher-mask)
         "wall_seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
         "reused_wall_seconds": {k: round(v, 1) for k, v in reused.items()},
         "whole_run_wall_seconds": round(whole_total, 1),

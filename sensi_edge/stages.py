@@ -11,7 +11,6 @@ and a barrier follows each stage so all ranks see the same files before the next
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import distributed
-from .artifacts import SensitivityReport, TrimPlan, write_json_atomic
+from .artifacts import DenseBaseline, SensitivityReport, TrimPlan, TrimResult, write_json_atomic
 from .errors import SensiEdgeError, first_line
 
 if TYPE_CHECKING:  # annotations only: compress imports this module
@@ -119,7 +118,7 @@ def save_model_atomic(model, tokenizer, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def baseline(run: Run) -> dict | None:
+def baseline(run: Run) -> DenseBaseline | None:
     """The dense fine-tune with the recipe: scored (the number to beat), kept as dense_model/ (analysed, trimmed
     from, and the distillation teacher). None in one-fine-tune mode."""
     from .finetune import finetune
@@ -135,11 +134,11 @@ def baseline(run: Run) -> dict | None:
         if run.main:
             metrics = d["ev"].score(TorchRunner(model), d["val_prep"]).metrics
             save_model_atomic(model, d["tokenizer"], run.work / "dense_model")
-            write_json_atomic(path, {"metrics": metrics, "train": info})
+            DenseBaseline(metrics, info).save(path)
             shutil.rmtree(run.work / "ckpt-baseline", ignore_errors=True)
         run.timer.stop()
     distributed.barrier()
-    return json.loads(path.read_text()) if path.exists() else None
+    return DenseBaseline.load(path) if path.exists() else None
 
 
 def warmup(run: Run) -> None:
@@ -223,7 +222,7 @@ def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
     return model, info
 
 
-def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> dict | None:
+def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> TrimResult | None:
     """Trimmed fine-tune (or Kwon's mask tuning), physical removal, masked-vs-pruned parity -> model/, trim.json."""
     from .loading import load_for_task
     from .methods import get_method
@@ -246,14 +245,14 @@ def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> dict | None:
             if not diff <= 1e-4:  # also catches NaN
                 raise SensiEdgeError(f"internal error: pruned model differs from the masked one by {diff:.2e} (> 1e-4)")
             save_model_atomic(trimmed, run.data["tokenizer"], run.work / "model")
-            write_json_atomic(path, {"train": info, "masked_vs_pruned_max_abs_diff": diff})
+            TrimResult(info, diff).save(path)
             shutil.rmtree(run.work / "ckpt-trim", ignore_errors=True)
         run.timer.stop()
     distributed.barrier()
-    return json.loads(path.read_text()) if run.main else None
+    return TrimResult.load(path) if run.main else None
 
 
-def report(run: Run, sens: SensitivityReport, plan: TrimPlan, dense: dict | None, trim_info: dict) -> dict:
+def report(run: Run, sens: SensitivityReport, plan: TrimPlan, dense: DenseBaseline | None, trim_info: TrimResult) -> dict:
     """Reload model/ from disk, check its shape, score it -> report.json, report.md, the model card (rank 0)."""
     from .arch import adapter_for
     from .loading import load_for_task

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from sensi_edge.artifacts import TrimResult
 from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.errors import SensiEdgeError
 from sensi_edge.finetune import Recipe
@@ -142,7 +143,7 @@ def test_comparison_methods_run_through_the_same_pipeline(method, tiny_model_dir
     plan = json.loads((res.output / "plan.json").read_text())
     assert plan["source"]["method"] == method
     if method == "fisher-mask":
-        assert "trim" in r["wall_seconds"] and json.loads((res.output / "trim.json").read_text())["train"]["steps"] == 0
+        assert "trim" in r["wall_seconds"] and TrimResult.load(res.output / "trim.json").steps == 0
     if method == "truncate":
         assert plan["summary"]["heads_per_layer"][-1] == 0
 
@@ -169,7 +170,7 @@ def test_a_new_method_is_one_registry_entry(tiny_model_dir, tiny_sst2_dir, tmp_p
     res = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "p", method="planted"), log=lambda m: None)
     assert seen["model"] is not None and seen["calib"] is None and seen["tuned"] > 0
     assert res.report["trim_steps"] == 0 and res.report["allocation"]["name"] is None
-    assert json.loads((res.output / "trim.json").read_text())["train"]["note"] == "planted"
+    assert TrimResult.load(res.output / "trim.json").train["note"] == "planted"
     with pytest.raises(SensiEdgeError, match="--method planted plans on the fine-tuned dense model"):
         _cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "q", method="planted", baseline=False)
 

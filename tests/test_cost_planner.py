@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from sensi_edge.artifacts import GroupSensitivity, SensitivityReport, TrimPlan
+from sensi_edge.artifacts import DenseBaseline, GroupSensitivity, SensitivityReport, TrimPlan, TrimResult
 from sensi_edge.cost import Geometry, encoder_flops, encoder_params, unit_cost
 from sensi_edge.errors import SensiEdgeError
 from sensi_edge.planner import Budget, allocate, build_plan
@@ -106,6 +106,25 @@ def test_build_plan_keeps_most_important_units_and_round_trips(tmp_path):
     report.save(tmp_path / "s.json")
     assert SensitivityReport.load(tmp_path / "s.json") == report
     assert plan.source["sensitivity"] == report.hash()
+
+
+@pytest.mark.parametrize("artifact", [DenseBaseline({"accuracy": 81.5}, {"steps": 250, "loss": 0.4}),
+                                      TrimResult({"steps": 0, "note": "retraining-free"}, 3.1e-07)])
+def test_stage_artifacts_round_trip_and_refuse_a_newer_schema(tmp_path, artifact):
+    """baseline.json and trim.json: typed, written atomically, read back equal; a file from a newer schema is
+    refused with its fix instead of being misread; a file written before schema_version existed still reads."""
+    import json
+    from dataclasses import replace
+
+    path = tmp_path / "a.json"
+    artifact.save(path)
+    assert type(artifact).load(path) == artifact and json.loads(path.read_text())["schema_version"] == 1
+    old = {k: v for k, v in artifact.to_dict().items() if k != "schema_version"}
+    path.write_text(json.dumps(old))
+    assert type(artifact).load(path) == artifact
+    replace(artifact, schema_version=2).save(path)
+    with pytest.raises(SensiEdgeError, match="newer sensi-edge .*upgrade"):
+        type(artifact).load(path)
 
 
 def test_only_the_compressed_model_folder_takes_its_runs_report(tmp_path):
