@@ -25,15 +25,66 @@ def content_hash(payload) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def compress_report_for(model_dir: Path) -> dict | None:
-    """The report.json of the compress run a model folder came from (OUT/model -> OUT/report.json)."""
+@dataclass(frozen=True)
+class CompressedModelFacts:
+    """What the later stages (export, bench) need from the compress run a model folder came from.
+
+    report.json is written for people and for benchmarks; the stages downstream read this typed view of it,
+    so a renamed key fails here, by name, instead of deep inside export or bench."""
+
+    task: dict  # TaskSpec.to_dict(): name, kind, text_columns, label_column, num_labels, ...
+    data: str  # the data the run used (export verifies on the same)
+    base_model: str  # the dense pretrained model (hub id or folder): bench's reference
+    metric: str  # the task's headline metric
+    compressed: dict  # the compressed model's validation metrics
+
+    @property
+    def metric_value(self) -> float:
+        return self.compressed[self.metric]
+
+    @classmethod
+    def from_report(cls, r: dict) -> "CompressedModelFacts":
+        return cls(task=r["task"], data=r["data"], base_model=str(r["model"]), metric=r["metric"],
+                   compressed=r["compressed"])
+
+
+def compress_report_for(model_dir: Path) -> CompressedModelFacts | None:
+    """The compress run a model folder came from (OUT/model -> OUT/report.json), or None for any other folder."""
     model_dir = Path(model_dir)
     # only OUT/model is the compressed model: a kept OUT/dense_model or OUT/warm_model is not what the report scores
     for f in (model_dir / "report.json",) + ((model_dir.parent / "report.json",) if model_dir.name == "model" else ()):
         if f.is_file():
             r = json.loads(f.read_text())
             if "compressed" in r and "task" in r and "data" in r:
-                return r
+                return CompressedModelFacts.from_report(r)
+    return None
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    """What bench needs from the export an .onnx file belongs to (export_report.json, typed)."""
+
+    model_dir: str  # the PyTorch model folder that was exported
+    geometry: Geometry  # per-layer heads and FFN widths (bench's FLOP counts)
+    metric: str
+    variant_metrics: dict  # ONNX file name -> that variant's metrics on the validation rows
+
+    def metric_of(self, onnx_file: Path) -> float | None:
+        m = self.variant_metrics.get(Path(onnx_file).name)
+        return None if m is None else m[self.metric]
+
+    @classmethod
+    def from_report(cls, r: dict) -> "ExportFacts":
+        return cls(model_dir=r["model_dir"], geometry=Geometry.from_dict(r["geometry"]), metric=r["metric"],
+                   variant_metrics={Path(v["file"]).name: v["metrics"] for v in r["variants"]})
+
+
+def export_report_for(onnx_file: Path) -> ExportFacts | None:
+    """The export an .onnx file came from (its folder's export_report.json; a rejected variant's is one up)."""
+    folder = Path(onnx_file).parent
+    for f in (folder / "export_report.json",) + ((folder.parent / "export_report.json",) if folder.name == "rejected" else ()):
+        if f.is_file():
+            return ExportFacts.from_report(json.loads(f.read_text()))
     return None
 
 

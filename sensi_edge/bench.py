@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import bundle_runtime as rt
-from .artifacts import compress_report_for, write_json_atomic
+from .artifacts import compress_report_for, export_report_for, write_json_atomic
 from .cost import Geometry, encoder_flops
 from .errors import SensiEdgeError, first_line
 
@@ -39,15 +39,6 @@ class Variant:
     extra: dict = field(default_factory=dict)
 
 
-def _export_report_for(path: Path) -> dict | None:
-    f = path.parent / "export_report.json"
-    if f.is_file():
-        return json.loads(f.read_text())
-    if path.parent.name == "rejected" and (path.parent.parent / "export_report.json").is_file():
-        return json.loads((path.parent.parent / "export_report.json").read_text())
-    return None
-
-
 def describe(path: Path) -> Variant:
     """What a path is: kind, precision, geometry (for FLOPs), size and known task metric."""
     path = Path(path)
@@ -62,13 +53,10 @@ def describe(path: Path) -> Variant:
             raise SensiEdgeError(f"{path} is not a valid ONNX file ({first_line(exc, 120)}); pass a model*.onnx written "
                                  "by sensi-edge export") from exc
         ops = {n.op_type for n in graph.node}
-        report = _export_report_for(path)
-        geometry = Geometry.from_dict(report["geometry"]) if report else None
-        metric = None
-        if report:
-            for v in report["variants"]:
-                if Path(v["file"]).name == path.name:
-                    metric = {"name": report["metric"], "value": v["metrics"][report["metric"]]}
+        report = export_report_for(path)
+        geometry = report.geometry if report else None
+        value = report.metric_of(path) if report else None
+        metric = {"name": report.metric, "value": value} if value is not None else None
         outputs = [o.name for o in graph.output]
         name = f"{path.parent.name}/{path.stem}"
         return Variant(name, path, "onnx", "int8" if ops & INT8_OPS else "fp32", geometry, path.stat().st_size, metric,
@@ -82,7 +70,7 @@ def describe(path: Path) -> Variant:
 
     cfg = load_config(str(path))
     report = compress_report_for(path)
-    metric = {"name": report["metric"], "value": report["compressed"][report["metric"]]} if report else None
+    metric = {"name": report.metric, "value": report.metric_value} if report else None
     size = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
     archs = getattr(cfg, "architectures", None) or []
     return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
@@ -102,13 +90,13 @@ def auto_baseline(paths: list[Path]) -> Path | None:
         p = Path(p)
         model_dir = p
         if p.suffix == ".onnx":
-            r = _export_report_for(p)
+            r = export_report_for(p)
             if not r:
                 continue
-            model_dir = Path(r["model_dir"])
-        r = compress_report_for(model_dir)
-        if r:
-            return _local_base_model(str(r["model"]), model_dir)
+            model_dir = Path(r.model_dir)
+        facts = compress_report_for(model_dir)
+        if facts:
+            return _local_base_model(facts.base_model, model_dir)
     return None
 
 

@@ -117,14 +117,13 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     check_seq_len("--max-seq-length", cfg.max_seq_length,
                   getattr(load_config(str(model_dir)), "max_position_embeddings", None))
     source = compress_report_for(model_dir)
-    task_name = cfg.task or (source["task"]["name"] if source else None)
-    data = cfg.data or (source["data"] if source else None)
+    task_name = cfg.task or (source.task["name"] if source else None)
+    data = cfg.data or (source.data if source else None)
     if not task_name or not data:
         raise SensiEdgeError("export verifies every variant on the task: pass --task and --data (or export a compress output)")
     overrides = {}
-    if source and not cfg.task and source["task"].get("kind", "classification") != "qa":
-        overrides = {"text_columns": source["task"]["text_columns"], "label_column": source["task"]["label_column"],
-                     "num_labels": source["task"]["num_labels"]}
+    if source and not cfg.task and source.task.get("kind", "classification") != "qa":
+        overrides = {k: source.task[k] for k in ("text_columns", "label_column", "num_labels")}
     task = get_task(task_name, **overrides)
     train, val, task = load_task_data(data, task, cfg.eval_split)
     if cfg.max_eval_samples:

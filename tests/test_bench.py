@@ -142,7 +142,7 @@ def test_load_probe_measures_a_fresh_process(irregular_export):
 def _compressed_from(tmp_path, base: str):
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
-    (run / "report.json").write_text(json.dumps({"model": base, "compressed": {"accuracy": 1.0}, "task": {}, "data": "d"}))
+    (run / "report.json").write_text(json.dumps({"model": base, "compressed": {"accuracy": 1.0}, "task": {}, "data": "d", "metric": "accuracy"}))
     return run / "model"
 
 

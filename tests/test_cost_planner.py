@@ -136,6 +136,25 @@ def test_only_the_compressed_model_folder_takes_its_runs_report(tmp_path):
     run = tmp_path / "run"
     for sub in ("model", "dense_model", "warm_model"):
         (run / sub).mkdir(parents=True)
-    (run / "report.json").write_text(json.dumps({"compressed": {"accuracy": 80.0}, "task": {}, "data": "d"}))
-    assert compress_report_for(run / "model")["compressed"] == {"accuracy": 80.0}
+    (run / "report.json").write_text(json.dumps({"compressed": {"accuracy": 80.0}, "task": {"name": "sst2"}, "data": "d",
+                                                 "model": "base", "metric": "accuracy"}))
+    facts = compress_report_for(run / "model")
+    assert facts.metric_value == 80.0 and facts.base_model == "base" and facts.task["name"] == "sst2"
     assert compress_report_for(run / "dense_model") is None and compress_report_for(run / "warm_model") is None
+
+
+def test_an_onnx_file_finds_its_exports_facts_also_when_rejected(tmp_path):
+    import json
+
+    from sensi_edge.artifacts import export_report_for
+
+    (tmp_path / "onnx" / "rejected").mkdir(parents=True)
+    (tmp_path / "onnx" / "export_report.json").write_text(json.dumps({
+        "model_dir": "m", "metric": "accuracy", "geometry": {"hidden": 8, "head_dim": 4, "heads": [2], "ffn": [4]},
+        "variants": [{"file": "model.onnx", "metrics": {"accuracy": 81.0}},
+                     {"file": "rejected/model_int8_static.onnx", "metrics": {"accuracy": 50.0}}]}))
+    fp32 = export_report_for(tmp_path / "onnx" / "model.onnx")
+    assert fp32.metric_of(tmp_path / "onnx" / "model.onnx") == 81.0 and fp32.geometry.heads == (2,)
+    rejected = tmp_path / "onnx" / "rejected" / "model_int8_static.onnx"
+    assert export_report_for(rejected).metric_of(rejected) == 50.0
+    assert export_report_for(tmp_path / "elsewhere.onnx") is None
