@@ -21,6 +21,7 @@ from . import bundle_runtime as rt
 from .artifacts import compress_report_for, export_report_for, write_json_atomic
 from .cost import Geometry, encoder_flops
 from .errors import SensiEdgeError, first_line
+from .tasks import default_seq_len
 
 INT8_OPS = {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QuantizeLinear", "QEmbedLayerNormalization"}
 
@@ -243,7 +244,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     variants, baseline = _variants(cfg)
-    seq = cfg.seq_len or (384 if any(v.is_qa for v in variants) else 128)
+    seq = cfg.seq_len or default_seq_len(any(v.is_qa for v in variants))
     feed = rt.random_inputs(cfg.batch, seq)
     env = rt.environment()
     results = []

@@ -20,6 +20,7 @@ from .artifacts import staged_output
 from .bench import describe
 from .cost import encoder_flops
 from .errors import SensiEdgeError
+from .tasks import default_seq_len
 
 SAMPLE_TEXTS = (
     ("A gorgeous, witty, seductive movie.", "Is it worth seeing?"),
@@ -78,7 +79,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
     also times real inputs at their own lengths."""
     onnx_file, output = _checked(onnx_file, output, seq_len, threads, profile_models, texts_from, task, texts)
     v = describe(onnx_file)
-    seq = seq_len or (384 if v.is_qa else 128)
+    seq = seq_len or default_seq_len(v.is_qa)
     checks.seq_len("--seq-len", seq, _max_positions(onnx_file))
     with staged_output(output, "bundle") as work:
         shutil.copy2(onnx_file, work / "model.onnx")

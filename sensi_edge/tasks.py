@@ -56,6 +56,12 @@ PRESETS: dict[str, TaskSpec] = {
 _TEXT_GUESSES = ("sentence", "text", "content", "document")
 
 
+def default_seq_len(qa: bool) -> int:
+    """The sequence length a model is measured at when nobody says: its kind's preset length (SQuAD's 384 for
+    question answering, 128 for classification), so bench, bundle and compress agree."""
+    return PRESETS["squad"].default_seq_length if qa else TaskSpec.default_seq_length
+
+
 def get_task(name: str, text_columns: list[str] | None = None, label_column: str | None = None,
              num_labels: int | None = None) -> TaskSpec:
     """A preset, optionally with columns / label count overridden."""
