@@ -21,6 +21,7 @@ from . import bundle_runtime as rt
 from .artifacts import compress_report_for, export_report_for, write_json_atomic
 from .cost import Geometry, encoder_flops
 from .errors import SensiEdgeError, first_line
+from .runners import head_of_config, head_of_outputs
 from .tasks import default_seq_len
 
 INT8_OPS = {"QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QuantizeLinear", "QEmbedLayerNormalization"}
@@ -61,7 +62,7 @@ def describe(path: Path) -> Variant:
         outputs = [o.name for o in graph.output]
         name = f"{path.parent.name}/{path.stem}"
         return Variant(name, path, "onnx", "int8" if ops & INT8_OPS else "fp32", geometry, path.stat().st_size, metric,
-                       is_qa="start_logits" in outputs)
+                       is_qa=head_of_outputs(outputs) == "qa")
     if not (path / "config.json").is_file():
         raise SensiEdgeError(f"{path} is neither an .onnx file nor a model folder with config.json; pass a compress "
                              "OUT/model folder or an exported .onnx file")
@@ -73,11 +74,9 @@ def describe(path: Path) -> Variant:
     report = compress_report_for(path)
     metric = {"name": report.metric, "value": report.metric_value} if report else None
     size = sum(f.stat().st_size for f in path.glob("*.safetensors")) or sum(f.stat().st_size for f in path.glob("*.bin"))
-    archs = getattr(cfg, "architectures", None) or []
+    head = head_of_config(cfg)
     return Variant(path.name if path.name != "model" else f"{path.parent.name}/model", path, "pytorch", "fp32",
-                   adapter_for(cfg).geometry_from_config(cfg), size, metric,
-                   is_qa=any("QuestionAnswering" in a for a in archs),
-                   has_head=any("QuestionAnswering" in a or "SequenceClassification" in a for a in archs))
+                   adapter_for(cfg).geometry_from_config(cfg), size, metric, is_qa=head == "qa", has_head=head is not None)
 
 
 def auto_baseline(paths: list[Path]) -> Path | None:

@@ -20,6 +20,20 @@ def output_names(model) -> tuple[str, ...]:
     return ("start_logits", "end_logits") if hasattr(model, "qa_outputs") else ("logits",)
 
 
+def head_of_outputs(outputs) -> str:
+    """'qa' or 'classification': what a model's (or ONNX graph's) outputs say it is."""
+    return "qa" if "start_logits" in outputs else "classification"
+
+
+def head_of_config(config) -> str | None:
+    """'qa', 'classification', or None for a checkpoint without a task head (BertModel, BertForMaskedLM): what
+    the saved architectures say. One answer to "is this a QA model?" for loading, bench and export."""
+    archs = getattr(config, "architectures", None) or []
+    if any("QuestionAnswering" in a for a in archs):
+        return "qa"
+    return "classification" if any("SequenceClassification" in a for a in archs) else None
+
+
 class TorchRunner:
     def __init__(self, model):
         import torch
@@ -77,7 +91,8 @@ def open_runner(path: str | Path, threads: int | None = None, qa: bool | None = 
         torch.set_num_threads(threads)
     config = load_config(str(path))
     archs = getattr(config, "architectures", None) or []
-    has_qa, has_cls = (any(k in a for a in archs) for k in ("QuestionAnswering", "SequenceClassification"))
+    head = head_of_config(config)
+    has_qa, has_cls = head == "qa", head == "classification"
     if qa is None:
         qa = has_qa
     elif (qa and has_cls) or (not qa and has_qa):

@@ -18,7 +18,9 @@ def find_tokenizer(path: Path, tokenizer: str | None = None):
 
 def check_head(runner, task, path) -> None:
     """A question-answering model scored on a classification task (or the reverse) is a wrong --task."""
-    qa_model = "start_logits" in runner.output_names
+    from .runners import head_of_outputs
+
+    qa_model = head_of_outputs(runner.output_names) == "qa"
     if qa_model != (task.kind == "qa"):
         kind = "question-answering (start/end logits)" if qa_model else "classification (logits)"
         raise SensiEdgeError(f"{path} is a {kind} model but task {task.name} is "
