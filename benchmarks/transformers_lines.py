@@ -66,6 +66,9 @@ def compare(a: Path, b: Path, seconds: float) -> dict:
     from sensi_edge.onnx_graph import attention_heads, op_counts
 
     lines = {p: json.loads((p / "versions.json").read_text())["transformers"] for p in (a, b)}
+    if len(set(lines.values())) < 2:
+        raise SystemExit(f"error: both folders were exported with transformers {lines[a]}; export one under each "
+                         "line (.venv and .venv-t5)")
     feed = rt.random_inputs(1, 128, seed=1)
     padded = rt.random_inputs(4, 64, seed=2)
     padded["attention_mask"][1, 40:] = 0

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from sensi_edge.methods import METHODS  # the --method choices and their help (a light import: no torch)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Sensitivity-driven trimming of BERT models for edge devices.")
 
 
@@ -110,7 +112,7 @@ def compress(
     trim_learning_rate: Optional[float] = typer.Option(None, help="learning rate of the trimmed fine-tune [default: --learning-rate]"),
     ramp: float = typer.Option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)"),
     baseline: bool = typer.Option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed from (--no-baseline: one fine-tune, from a brief warm-up)"),
-    method: str = typer.Option("sensitivity", help="sensitivity (Sensi-BERT) | uniform | magnitude | random | fisher-mask | truncate (comparison methods)"),
+    method: str = typer.Option("sensitivity", help=" | ".join(f"{m.name} ({m.summary})" for m in METHODS.values())),
     text_column: Optional[List[str]] = typer.Option(None, help="text column(s) for text-classification (1 or 2)"),
     label_column: Optional[str] = typer.Option(None),
     num_labels: Optional[int] = typer.Option(None, help="label count [default: preset or inferred]"),

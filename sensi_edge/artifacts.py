@@ -54,10 +54,33 @@ def compress_report_for(model_dir: Path) -> CompressedModelFacts | None:
     # only OUT/model is the compressed model: a kept OUT/dense_model or OUT/warm_model is not what the report scores
     for f in (model_dir / "report.json",) + ((model_dir.parent / "report.json",) if model_dir.name == "model" else ()):
         if f.is_file():
-            r = json.loads(f.read_text())
-            if "compressed" in r and "task" in r and "data" in r:
-                return CompressedModelFacts.from_report(r)
+            r = _read_json(f, "rerun compress, or pass --task and --data")
+            if isinstance(r, dict) and "compressed" in r and "task" in r and "data" in r:
+                return _typed(CompressedModelFacts.from_report, r, f, "rerun compress, or pass --task and --data")
     return None
+
+
+def _read_json(path: Path, fix: str):
+    """A stage's JSON file, or the one-line error that names it (a torn or hand-edited file is the user's to fix)."""
+    from .errors import SensiEdgeError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SensiEdgeError(f"cannot read {path} ({type(exc).__name__}); {fix}") from None
+
+
+def _typed(build, d, path: Path, fix: str):
+    """``build(d)``, or the one-line error naming the file and the field it lacks or cannot take."""
+    from .errors import SensiEdgeError
+
+    try:
+        return build(d)
+    except KeyError as exc:
+        raise SensiEdgeError(f"{path} lacks {exc}, which sensi-edge needs; {fix}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SensiEdgeError(f"{path} is not a file this sensi-edge can read ({str(exc).splitlines()[0][:120]}); "
+                             f"{fix}") from None
 
 
 @dataclass(frozen=True)
@@ -84,7 +107,7 @@ def export_report_for(onnx_file: Path) -> ExportFacts | None:
     folder = Path(onnx_file).parent
     for f in (folder / "export_report.json",) + ((folder.parent / "export_report.json",) if folder.name == "rejected" else ()):
         if f.is_file():
-            return ExportFacts.from_report(json.loads(f.read_text()))
+            return _typed(ExportFacts.from_report, _read_json(f, "rerun export"), f, "rerun export")
     return None
 
 
@@ -172,11 +195,14 @@ class JsonArtifact:
     def load(cls, path: Path):
         from .errors import SensiEdgeError
 
-        d = json.loads(Path(path).read_text())
+        fix = "rerun the stage that wrote it (delete the file, then --resume)"
+        d = _read_json(path, fix)
+        if not isinstance(d, dict):
+            raise SensiEdgeError(f"{path} holds a JSON {type(d).__name__}, not a {cls.__name__}; {fix}")
         if d.get("schema_version", 1) > SCHEMA_VERSION:
             raise SensiEdgeError(f"{path} was written by a newer sensi-edge (schema {d['schema_version']} > "
                                  f"{SCHEMA_VERSION}); upgrade sensi-edge or rerun the stage that wrote it")
-        return cls.from_dict(d)
+        return _typed(cls.from_dict, d, path, fix)
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,12 @@ def export_model(model, path: Path, opset: int = 17) -> None:
             torch.onnx.export(_positional(model, outputs).eval(), (ids, mask, types), str(path), input_names=list(INPUTS),
                               output_names=list(outputs), dynamic_axes=axes, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
+        restore_unused_inputs(path)
+        name_head_counts(path)
     except Exception as exc:
         raise SensiEdgeError(f"ONNX export failed: {first_line(exc)}") from exc
-    model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
-    restore_unused_inputs(path)
-    name_head_counts(path)
+    finally:
+        model.eval()  # the exporter restores the previous mode of what it wrapped; be sure
 
 
 @contextlib.contextmanager
@@ -147,7 +148,9 @@ def name_head_counts(path: Path) -> int:
     is fused. The ``-1`` always resolves to the projection's width / head_dim, which the graph itself holds
     (the bias or weight of the MatMul + Add feeding the reshape), so it is replaced by that number: the
     same computation, per layer, correct for irregular (trimmed) layers. Graphs whose reshapes already name
-    the count (transformers 4.57) are left untouched.
+    the count (transformers 4.57) are left untouched, and so is anything that is not exactly that pattern:
+    the batch and sequence dims must come from the input's shape (not constants, where -1 could stand for
+    more than the heads), and the shape must feed this reshape alone (a shared one could need two counts).
     """
     import numpy as np
     from onnx import numpy_helper
@@ -155,13 +158,15 @@ def name_head_counts(path: Path) -> int:
     m = onnx.load(str(path))
     g = m.graph
     index = ({i.name: i for i in g.initializer}, {o: n for n in g.node for o in n.output})
+    consumers = Counter(i for n in g.node for i in n.input)
     rewritten = 0
     for node in g.node:
         if node.op_type != "Reshape":
             continue
         concat, source = index[1].get(node.input[1]), index[1].get(node.input[0])
-        if (concat is None or concat.op_type != "Concat" or len(concat.input) != 4
-                or source is None or source.op_type != "Add"):
+        if (concat is None or concat.op_type != "Concat" or len(concat.input) != 4 or consumers[concat.output[0]] != 1
+                or source is None or source.op_type != "Add"
+                or any(_constant(index, d) is not None for d in concat.input[:2])):
             continue
         heads, head_dim = _constant(index, concat.input[2]), _constant(index, concat.input[3])
         width = _projection_width(index, source)
@@ -169,7 +174,7 @@ def name_head_counts(path: Path) -> int:
             continue
         if head_dim.item() <= 0 or width % head_dim.item():
             continue
-        name = f"{node.name}/num_heads"
+        name = f"{concat.output[0]}/num_heads"  # a node output name is unique in the graph; node names need not be
         g.initializer.append(numpy_helper.from_array(np.array([width // head_dim.item()], dtype=np.int64), name))
         concat.input[2] = name
         rewritten += 1

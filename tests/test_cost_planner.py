@@ -125,6 +125,12 @@ def test_stage_artifacts_round_trip_and_refuse_a_newer_schema(tmp_path, artifact
     replace(artifact, schema_version=2).save(path)
     with pytest.raises(SensiEdgeError, match="newer sensi-edge .*upgrade"):
         type(artifact).load(path)
+    for bad, message in (('{"train": {}', "cannot read .*JSONDecodeError.*rerun the stage"), ("[1, 2]", "JSON list"),
+                         (json.dumps({**old, "surprise": 1}), "not a file this sensi-edge can read"),
+                         (json.dumps({"schema_version": 1}), "lacks|not a file this sensi-edge can read")):
+        path.write_text(bad)
+        with pytest.raises(SensiEdgeError, match=message):
+            type(artifact).load(path)
 
 
 def test_only_the_compressed_model_folder_takes_its_runs_report(tmp_path):
@@ -158,3 +164,6 @@ def test_an_onnx_file_finds_its_exports_facts_also_when_rejected(tmp_path):
     rejected = tmp_path / "onnx" / "rejected" / "model_int8_static.onnx"
     assert export_report_for(rejected).metric_of(rejected) == 50.0
     assert export_report_for(tmp_path / "elsewhere.onnx") is None
+    (tmp_path / "onnx" / "export_report.json").write_text('{"model_dir": "m"}')
+    with pytest.raises(SensiEdgeError, match="export_report.json lacks 'geometry'.*rerun export"):
+        export_report_for(tmp_path / "onnx" / "model.onnx")

@@ -13,7 +13,7 @@ from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.export import ExportConfig, export
 from sensi_edge.finetune import Recipe
 
-from conftest import irregular_model_dir
+from conftest import irregular_model_dir, transformers_major
 
 INT8_MAX_DIFF_FRACTION = 0.15  # int8 parity tolerance: max |diff| <= 15% of the largest |fp32 logit|
 
@@ -170,37 +170,91 @@ def test_residual_layernorms_are_fused_or_split_as_chosen_and_sessions_keep_the_
     assert choose_layernorm(unfused, 16, "skip") == {"mode": "skip", "chosen_by": "flag"}
 
 
+def _projection_reshape_graph(path, widths, head_dim=8, shared_shape=False, constant_dims=False):
+    """x (2, 5, 32) -> per width w: MatMul + Add -> Reshape to (batch, seq, -1, head_dim), built the way
+    transformers 5 traces it (batch and seq gathered from the input's shape); unnamed nodes, as torch may leave."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    const = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.int64)))  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["shape_x"]), const("i0", 0), const("i1", 1), const("ax", [0]),
+             const("minus1", [-1]), const("hd", [head_dim]), const("c2", [2]), const("c5", [5])]
+    for d, idx in (("b", "i0"), ("s", "i1")):
+        nodes += [helper.make_node("Gather", ["shape_x", idx], [f"{d}_scalar"], axis=0),
+                  helper.make_node("Unsqueeze", [f"{d}_scalar", "ax"], [d])]
+    inits, outputs = [], []
+    for k, w in enumerate(widths):
+        inits += [numpy_helper.from_array(rng.standard_normal((32, w)).astype(np.float32), f"w{k}"),
+                  numpy_helper.from_array(rng.standard_normal(w).astype(np.float32), f"b{k}")]
+        dims = ["c2", "c5"] if constant_dims else ["b", "s"]
+        shape = "shape0" if shared_shape else f"shape{k}"
+        if k == 0 or not shared_shape:
+            nodes.append(helper.make_node("Concat", [*dims, "minus1", "hd"], [shape], axis=0))
+        nodes += [helper.make_node("MatMul", ["x", f"w{k}"], [f"mm{k}"]), helper.make_node("Add", [f"mm{k}", f"b{k}"], [f"p{k}"]),
+                  helper.make_node("Reshape", [f"p{k}", shape], [f"q{k}"])]
+        outputs.append(helper.make_tensor_value_info(f"q{k}", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 32])], outputs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def _run_graph(path):
+    import onnxruntime as ort
+
+    x = {"x": np.random.default_rng(1).standard_normal((2, 5, 32)).astype(np.float32)}
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
+
+
 def test_head_counts_are_named_in_reshapes_that_leave_them_minus_one(tmp_path):
     """transformers 5 reshapes q/k/v to (batch, seq, -1, head_dim); export writes the head count the -1 stands for
-    (the projection's width / head_dim), which is what onnxruntime's fuser reads. Outputs stay the same."""
-    import onnxruntime as ort
+    (the projection's width / head_dim), per reshape, which is what onnxruntime's fuser reads. Outputs stay the same."""
     from onnx import numpy_helper
 
     from sensi_edge.onnx_graph import name_head_counts
 
-    rng = np.random.default_rng(0)
-    const = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, dtype=np.int64)))  # noqa: E731
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["proj"]),
-             const("d0", [2]), const("d1", [5]), const("minus1", [-1]), const("hd", [8]),
-             helper.make_node("Concat", ["d0", "d1", "minus1", "hd"], ["shape"], axis=0),
-             helper.make_node("Reshape", ["proj", "shape"], ["q"]),
-             helper.make_node("Concat", ["d0", "d1", "minus1"], ["flat_shape"], axis=0),  # the output reshape: no head_dim
-             helper.make_node("Reshape", ["q", "flat_shape"], ["y"])]
-    inits = [numpy_helper.from_array(rng.standard_normal((32, 24)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.standard_normal(24).astype(np.float32), "b")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 32])],
-                              [helper.make_tensor_value_info("q", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     path = tmp_path / "g.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    x = {"x": rng.standard_normal((2, 5, 32)).astype(np.float32)}
-    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
-    assert name_head_counts(path) == 1
+    _projection_reshape_graph(path, widths=(24, 16))  # two layers of 3 and 2 heads, nodes unnamed
+    before = _run_graph(path)
+    assert name_head_counts(path) == 2
     m = onnx.load(str(path))
-    concat = next(n for n in m.graph.node if n.output[0] == "shape")
-    heads = next(i for i in m.graph.initializer if i.name == concat.input[2])
-    assert numpy_helper.to_array(heads).tolist() == [3]  # 24 wide / head_dim 8
-    assert next(n for n in m.graph.node if n.output[0] == "flat_shape").input[2] == "minus1"
-    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
+    inits = {i.name: numpy_helper.to_array(i).tolist() for i in m.graph.initializer}
+    concats = {n.output[0]: n for n in m.graph.node if n.op_type == "Concat"}
+    assert [inits[concats[f"shape{k}"].input[2]] for k in (0, 1)] == [[3], [2]]
+    after = _run_graph(path)
     assert all(np.array_equal(p, q) for p, q in zip(before, after))
     assert name_head_counts(path) == 0  # nothing left to name
+
+
+@pytest.mark.parametrize("kind", ["shared_shape", "constant_dims"])
+def test_head_count_rewrite_leaves_other_patterns_alone(tmp_path, kind):
+    """A shape shared by reshapes of different widths would need two counts; with constant leading dims the -1
+    can stand for more than the heads. Neither is the traced pattern: both are left as they are."""
+    from sensi_edge.onnx_graph import name_head_counts
+
+    path = tmp_path / "g.onnx"
+    _projection_reshape_graph(path, widths=(24, 24) if kind == "shared_shape" else (24,), **{kind: True})
+    before = _run_graph(path)
+    assert name_head_counts(path) == 0
+    assert all(np.array_equal(p, q) for p, q in zip(before, _run_graph(path)))
+
+
+def test_export_restores_the_attention_implementation_even_when_tracing_fails(tmp_path, monkeypatch):
+    """On transformers 5 export traces eager attention; the model the caller keeps must not stay switched."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from conftest import tiny_config
+    from sensi_edge.errors import SensiEdgeError
+    from sensi_edge.onnx_graph import export_model
+
+    model = BertForSequenceClassification(tiny_config(layers=1, heads=2, hidden=16, ffn=16))
+    model.config._attn_implementation = "sdpa"
+    seen = []
+
+    def broken(*a, **k):
+        seen.append(model.config._attn_implementation)
+        raise RuntimeError("tracer exploded")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(SensiEdgeError, match="ONNX export failed: tracer exploded"):
+        export_model(model, tmp_path / "m.onnx")
+    assert seen == ["eager" if transformers_major() >= 5 else "sdpa"] and model.config._attn_implementation == "sdpa"
