@@ -187,16 +187,17 @@ def run_recipe(seed: int, recipe: str, budget_ms: float, work: Path) -> dict:
                        + (f" --reuse {dense_from.name}" if report["reused_stages_from"] else " --keep-intermediate")}
 
 
-def render_recipe(summary: dict, default: dict) -> str:
+def render_recipe(summary: dict, default: dict, reference: str) -> str:
     runs, frac = summary["runs"], summary["fraction"]
     by_seed = {r["seed"]: r for r in default["runs"]}
     lines = [f"# Latency budget {frac:.0%} with `{RECIPES[summary['recipe']][1].strip()}` (rt-polarity, MiniLM)", "",
              f"`python -m benchmarks.latency_budget --recipe {summary['recipe']} --seeds "
              f"{' '.join(str(r['seed']) for r in runs)}`. Same profile and budget ({summary['budget_ms']:.3f} ms) as "
-             "latency_budget.md; 'same plan' = heads and FFN widths per layer equal to that page's run of the seed. "
+             f"latency_budget.md; 'default' = {reference}; 'same plan' = heads and FFN widths per layer equal to its "
+             "run of the seed. "
              "'Of dense int8' = compressed int8 median / the seed's dense int8 export (sensi-edge's) median, timed "
              "together (ONNX Runtime, 1 thread, 128 tokens, interleaved); 'met' = within 10% of the budget's share.", "",
-             "| seed | same plan as default | encoder kept | accuracy dense / compressed (PyTorch) | delta | default's delta | int8 dense / compressed | of dense int8 (1 thread, 128 tok) |",
+             "| seed | same plan as default | encoder kept | accuracy dense / compressed (PyTorch) | delta | default's delta (its dense) | int8 dense / compressed | of dense int8 (1 thread, 128 tok) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         d = by_seed.get(r["seed"])
@@ -204,7 +205,8 @@ def render_recipe(summary: dict, default: dict) -> str:
         share = r["share_of_dense_int8"]
         lines.append(f"| {r['seed']} | {'yes' if same else 'no'} | {r['encoder_ratio']:.1%} | {r['dense_pytorch']:.2f} / "
                      f"{r['compressed_pytorch']:.2f} | {r['compressed_pytorch'] - r['dense_pytorch']:+.2f} | "
-                     + (f"{d['compressed_pytorch'] - d['dense_pytorch']:+.2f}" if d else "n/a") + f" | {r['dense_int8']:.2f} / "
+                     + (f"{d['compressed_pytorch'] - d['dense_pytorch']:+.2f} ({d['dense_pytorch']:.2f})" if d else "n/a")
+                     + f" | {r['dense_int8']:.2f} / "
                      f"{r['compressed_int8']:.2f} | {share:.1%} ({'met' if abs(share / frac - 1) <= 0.10 else 'NOT met'}) |")
     if len(runs) > 1:
         delta = statistics.mean(r["compressed_pytorch"] - r["dense_pytorch"] for r in runs)
@@ -282,7 +284,11 @@ def main() -> None:
     args = ap.parse_args()
     name = "latency_budget" if args.fraction == 0.45 else f"latency_budget_f{args.fraction:g}"  # 0.45: issue 16's
     if args.recipe:
-        default = json.loads((RESULTS / f"{name}.json").read_text())
+        now = RESULTS / f"{name}_default-now.json"
+        if args.recipe != "default-now" and now.is_file():
+            default, reference = json.loads(now.read_text()), "today's defaults on the same dense models (default-now)"
+        else:
+            default, reference = json.loads((RESULTS / f"{name}.json").read_text()), "the committed default rows (latency_budget.md)"
         path = RESULTS / f"{name}_{args.recipe}.json"
         done = json.loads(path.read_text())["runs"] if path.is_file() else []
         runs = list(done)
@@ -290,8 +296,11 @@ def main() -> None:
             runs = sorted(runs + [run_recipe(seed, args.recipe, default["budget_ms"], args.workdir)], key=lambda r: r["seed"])
             summary = {"fraction": args.fraction, "budget_ms": default["budget_ms"], "recipe": args.recipe, "runs": runs}
             path.write_text(json.dumps(summary, indent=2) + "\n")
-            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default))
-        print((RESULTS / f"{name}_{args.recipe}.md").read_text())
+            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default, reference))
+        if runs:  # also re-rendered when every seed was done: the reference may have arrived since
+            summary = {"fraction": args.fraction, "budget_ms": default["budget_ms"], "recipe": args.recipe, "runs": runs}
+            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default, reference))
+            print((RESULTS / f"{name}_{args.recipe}.md").read_text())
         return
     if args.render:
         (RESULTS / f"{name}.md").write_text(render(json.loads((RESULTS / f"{name}.json").read_text())))
