@@ -141,8 +141,7 @@ def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, t
 
 
 RECIPES = {"distill-hidden-2x": ({"distill": True, "distill_hidden": 1.0, "trim_epochs": 4.0},
-                                 " --distill --distill-hidden 1 --trim-epochs 4"),
-           "default-now": ({}, "")}  # today's defaults (the committed default rows predate the noise-aware calibration)
+                                 " --distill --distill-hidden 1 --trim-epochs 4")}
 
 
 def run_recipe(seed: int, recipe: str, budget_ms: float, work: Path) -> dict:
@@ -155,18 +154,14 @@ def run_recipe(seed: int, recipe: str, budget_ms: float, work: Path) -> dict:
 
     kwargs, flags = RECIPES[recipe]
     out = work / f"rt-polarity_latency_{recipe}_s{seed}"
-    # another recipe's kept run of the seed has the same dense fine-tune and sensitivity analysis: reuse them
-    kept = [work / f"rt-polarity_latency_{r}_s{seed}" for r in RECIPES if r != recipe]
-    reuse = next((k for k in kept if (k / "run.json").is_file() and (k / "dense_model" / "config.json").is_file()), None)
     if not (out / "report.json").is_file():
         compress(CompressConfig(task="sst2", data=str(DATA), output=out, budget=budget_ms, budget_kind="latency",
                                 latency_profile=PROFILE, recipe=Recipe(epochs=2, seed=seed), max_train_samples=4000,
-                                keep_intermediate=reuse is None, reuse=reuse, **kwargs),
+                                keep_intermediate=True, **kwargs),
                  resume=(work / f"{out.name}.partial").exists())
     report = json.loads((out / "report.json").read_text())
-    dense_from = Path(report["reused_stages_from"] or out)
     comp = _export(out / "model", work / f"{out.name}-onnx")
-    dense = _export(dense_from / "dense_model", work / f"{dense_from.name}-dense-onnx")
+    dense = _export(out / "dense_model", work / f"{out.name}-dense-onnx")
     timing = work / f"{out.name}-timing.json"
     if not timing.is_file():
         files = {"compressed": work / f"{out.name}-onnx" / _int8(comp)["file"],
@@ -183,18 +178,17 @@ def run_recipe(seed: int, recipe: str, budget_ms: float, work: Path) -> dict:
             "latency_t1_s128": t, "share_of_dense_int8": t["compressed"]["median_ms"] / t["dense"]["median_ms"],
             "command": f"sensi-edge compress --task sst2 --data ../shared/data/rt-polarity --max-train-samples 4000 "
                        f"--epochs 2 --seed {seed} --budget-kind latency --budget {budget_ms:.3f} --latency-profile "
-                       f"benchmarks/results/{PROFILE.name}{flags} --output {out.name}"
-                       + (f" --reuse {dense_from.name}" if report["reused_stages_from"] else " --keep-intermediate")}
+                       f"benchmarks/results/{PROFILE.name}{flags} --output {out.name} --keep-intermediate"}
 
 
-def render_recipe(summary: dict, default: dict, reference: str) -> str:
+def render_recipe(summary: dict, default: dict) -> str:
     runs, frac = summary["runs"], summary["fraction"]
     by_seed = {r["seed"]: r for r in default["runs"]}
     lines = [f"# Latency budget {frac:.0%} with `{RECIPES[summary['recipe']][1].strip()}` (rt-polarity, MiniLM)", "",
              f"`python -m benchmarks.latency_budget --recipe {summary['recipe']} --seeds "
              f"{' '.join(str(r['seed']) for r in runs)}`. Same profile and budget ({summary['budget_ms']:.3f} ms) as "
-             f"latency_budget.md; 'default' = {reference}; 'same plan' = heads and FFN widths per layer equal to its "
-             "run of the seed. "
+             "latency_budget.md; 'default' = that page's rows (they predate the noise-aware calibration); 'same plan' = "
+             "heads and FFN widths per layer equal to its run of the seed. "
              "'Of dense int8' = compressed int8 median / the seed's dense int8 export (sensi-edge's) median, timed "
              "together (ONNX Runtime, 1 thread, 128 tokens, interleaved); 'met' = within 10% of the budget's share.", "",
              "| seed | same plan as default | encoder kept | accuracy dense / compressed (PyTorch) | delta | default's delta (its dense) | int8 dense / compressed | of dense int8 (1 thread, 128 tok) |",
@@ -284,11 +278,7 @@ def main() -> None:
     args = ap.parse_args()
     name = "latency_budget" if args.fraction == 0.45 else f"latency_budget_f{args.fraction:g}"  # 0.45: issue 16's
     if args.recipe:
-        now = RESULTS / f"{name}_default-now.json"
-        if args.recipe != "default-now" and now.is_file():
-            default, reference = json.loads(now.read_text()), "today's defaults on the same dense models (default-now)"
-        else:
-            default, reference = json.loads((RESULTS / f"{name}.json").read_text()), "the committed default rows (latency_budget.md)"
+        default = json.loads((RESULTS / f"{name}.json").read_text())
         path = RESULTS / f"{name}_{args.recipe}.json"
         done = json.loads(path.read_text())["runs"] if path.is_file() else []
         runs = list(done)
@@ -296,10 +286,10 @@ def main() -> None:
             runs = sorted(runs + [run_recipe(seed, args.recipe, default["budget_ms"], args.workdir)], key=lambda r: r["seed"])
             summary = {"fraction": args.fraction, "budget_ms": default["budget_ms"], "recipe": args.recipe, "runs": runs}
             path.write_text(json.dumps(summary, indent=2) + "\n")
-            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default, reference))
-        if runs:  # also re-rendered when every seed was done: the reference may have arrived since
+            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default))
+        if runs:  # also re-rendered when every seed was already done
             summary = {"fraction": args.fraction, "budget_ms": default["budget_ms"], "recipe": args.recipe, "runs": runs}
-            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default, reference))
+            (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default))
             print((RESULTS / f"{name}_{args.recipe}.md").read_text())
         return
     if args.render:
