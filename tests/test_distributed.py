@@ -177,6 +177,33 @@ def test_sensitivity_split_over_two_ranks_equals_one_process(tmp_path):
         assert b == pytest.approx(a, rel=1e-9, abs=1e-15)
 
 
+# registered before join(), so it runs after join's own exit handler (atexit is last-in, first-out)
+LEAVE = r"""
+import atexit, sys
+import torch.distributed as dist
+from sensi_edge import distributed
+
+def seen():
+    open(sys.argv[1] + f".{distributed.world().rank}", "w").write(str(dist.is_initialized()))
+
+atexit.register(seen)
+distributed.join()
+distributed.barrier()
+"""
+
+
+def test_each_rank_tears_the_group_down_before_exit(tmp_path):
+    """Left to interpreter exit, gloo's threads abort the process (SIGABRT) in about a third of short runs
+    on this machine, which the launcher reports as a failure; join() must leave the group at exit."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    mark = tmp_path / "initialised"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(mark)]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [Path(f"{mark}.{r}").read_text() for r in (0, 1)] == ["False", "False"]
+
+
 def test_a_killed_two_process_run_resumes_with_resume(setup, one_and_two):
     out = setup / "killed"
     first = _run(setup, out, 2, KILL_AT="trim:2")
