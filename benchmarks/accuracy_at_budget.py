@@ -20,6 +20,8 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
 - ``distill-hidden-2x`` distill-hidden + ``--trim-epochs`` twice the recipe's.
 - ``kwon``           the peer: Kwon et al. 2022's retraining-free pipeline in full (``--method fisher-mask``:
                      mask search, rearrangement, mask tuning) on the same dense model, no fine-tuning.
+- ``uniform`` / ``magnitude`` / ``random`` / ``truncate``  the comparison methods (``--method``): the same
+                     dense model, the same trimmed fine-tune, only the choice of what to keep differs.
 
 Per seed, the ``default`` run at the first budget keeps its dense model and sensitivity analysis and
 every other run of that seed reuses what it would compute identically (``--reuse``); ``one-fine-tune``
@@ -65,12 +67,17 @@ VARIANTS = {
     "trim-lr1e-4": {"trim_learning_rate": 1e-4},
     "trim-2x": {"trim_epochs": "2x"},
     "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
+    "uniform": {"method": "uniform"},
+    "magnitude": {"method": "magnitude"},
+    "random": {"method": "random"},
+    "truncate": {"method": "truncate"},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
          "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk",
-         "trim-2x": " --trim-epochs {E2}", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}"}
+         "trim-2x": " --trim-epochs {E2}", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}",
+         **{m: f" --method {m}" for m in ("uniform", "magnitude", "random", "truncate")}}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:
