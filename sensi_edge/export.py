@@ -78,9 +78,9 @@ class ExportResult:
 def onnx_folder_config(config, qa: bool) -> dict:
     """config.json for the ONNX folder, so optimum's ORTModelFor* and ``pipeline`` load it as it is.
 
-    optimum picks its model class from ``model_type``; our trimmed models are ``sensi_bert`` (custom
-    code, per-layer sizes) which optimum does not know, while the graph itself is plain BERT ops. So the
-    folder says ``bert``, keeps the per-layer sizes as information (``layer_num_heads``,
+    optimum picks its model class from ``model_type``: ``bert``, as our trimmed models' own config says
+    (folders saved before that said ``sensi_bert``); the graph itself is plain BERT ops. The folder keeps
+    the per-layer sizes as information (``layer_num_heads``,
     ``layer_intermediate_sizes``: ONNX Runtime reads shapes from the graph, not from here) and the label
     names, and drops ``auto_map`` (its code files are not in this folder).
     """

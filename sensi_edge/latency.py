@@ -130,7 +130,6 @@ def build_point_models(model_spec: str, folder: Path, n_points: int, precision: 
     for i, g in enumerate(profile_geometries(dense, n_points)):
         cfg = SensiBertConfig(**{**base.to_dict(), "vocab_size": PROFILE_VOCAB, "num_labels": 2,
                                  "layer_num_heads": list(g.heads), "layer_intermediate_sizes": list(g.ffn)})
-        cfg.model_type = "sensi_bert"
         torch.manual_seed(i)
         model = SensiBertForSequenceClassification(cfg).eval()
         unfused, fused = folder / f"p{i}_unfused.onnx", folder / f"p{i}_fp32.onnx"

@@ -43,9 +43,20 @@ def looks_like_path(spec: str) -> bool:
 
 
 def load_config(spec: str, **kwargs):
-    from transformers import AutoConfig
+    """The model's config; a trimmed model's (per-layer sizes in ``layer_num_heads``) as SensiBertConfig.
+
+    Our trimmed models say ``model_type: bert`` (see modeling/configuration_sensi_bert.py), so AutoConfig
+    alone would read them as a BertConfig with one width per encoder; the Auto model classes build the
+    trimmed classes when handed this config."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    from .modeling import SensiBertConfig
+    from .modeling.configuration_sensi_bert import LEGACY_MODEL_TYPE
 
     try:
+        raw, _ = PretrainedConfig.get_config_dict(spec, **kwargs)
+        if "layer_num_heads" in raw or raw.get("model_type") == LEGACY_MODEL_TYPE:
+            return SensiBertConfig.from_pretrained(spec, **kwargs)
         return AutoConfig.from_pretrained(spec, **kwargs)
     except Exception as exc:
         raise SensiEdgeError(f"cannot load model {spec!r}: {first_line(exc)}") from exc

@@ -48,13 +48,13 @@ def render(report: dict) -> str:
         "",
         "## How to load",
         "",
-        "Layers have different sizes, so loading needs the model code saved beside the weights "
-        "(pass `trust_remote_code=True` to the tokenizer too: transformers 5 otherwise asks on stdin):",
+        "Layers have different sizes, so the model classes need the code saved beside the weights "
+        "(`trust_remote_code=True`); the tokenizer is a stock BERT tokenizer:",
         "",
         "```python",
         "from transformers import AutoTokenizer, pipeline",
         f'pipe = pipeline("{pipeline_tag}", model="PATH_OR_HUB_ID", trust_remote_code=True)',
-        'tok = AutoTokenizer.from_pretrained("PATH_OR_HUB_ID", trust_remote_code=True)',
+        'tok = AutoTokenizer.from_pretrained("PATH_OR_HUB_ID")',
         "```",
         "",
         "For ONNX Runtime (fp32 and int8, verified against this model): `sensi-edge export PATH --onnx --output ONNX_DIR`,",

@@ -102,6 +102,6 @@ def open_runner(path: str | Path, threads: int | None = None, qa: bool | None = 
                              "model was trained for")
     cls = AutoModelForQuestionAnswering if qa else AutoModelForSequenceClassification
     try:
-        return TorchRunner(cls.from_pretrained(str(path)))
+        return TorchRunner(cls.from_pretrained(str(path), config=config))
     except Exception as exc:
         raise SensiEdgeError(f"cannot load model from {path}: {first_line(exc)}") from exc

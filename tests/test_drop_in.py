@@ -105,12 +105,12 @@ def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_n
 
 
 def test_loading_our_model_as_documented_asks_nothing_and_warns_nothing(exported):
-    """transformers 5 asks '[y/N]' on stdin for custom code unless trust_remote_code=True reaches every Auto
-    class, and warns about the model type when the config falls back: the README's calls must do neither."""
+    """transformers 5 asks '[y/N]' on stdin for custom code it is not told to trust, and warns about the model
+    type when the config falls back: the README's calls must do neither."""
     run, _ = exported
     code = (f"from transformers import AutoTokenizer, AutoModelForSequenceClassification, pipeline\n"
             f"d = {str(run / 'model')!r}\n"
-            "tok = AutoTokenizer.from_pretrained(d, trust_remote_code=True)\n"
+            "tok = AutoTokenizer.from_pretrained(d)\n"
             "model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True)\n"
             "print(pipeline('text-classification', model=d, trust_remote_code=True)('a fine film')[0]['label'])\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
@@ -120,6 +120,26 @@ def test_loading_our_model_as_documented_asks_nothing_and_warns_nothing(exported
     noise = [line for line in res.stderr.splitlines() if "[y/N]" in line or "model of type" in line
              or "custom code" in line or "newly initialized" in line]
     assert not noise, noise
+
+
+def test_bare_auto_config_and_tokenizer_ask_nothing(exported):
+    """What users type without thinking: AutoTokenizer / AutoConfig on the model folder, no trust_remote_code.
+    transformers 5's AutoTokenizer loads the config first, and a config type it does not know made it ask
+    '[y/N]' on stdin (input() writes the question to stdout; with stdin closed it then gave up silently)."""
+    run, _ = exported
+    code = (f"from transformers import AutoConfig, AutoTokenizer\n"
+            f"d = {str(run / 'model')!r}\n"
+            "tok = AutoTokenizer.from_pretrained(d)\n"
+            "cfg = AutoConfig.from_pretrained(d)\n"
+            "print(type(tok).__name__, cfg.model_type, cfg.layer_num_heads, cfg.id2label[1], sep='|')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                         env={**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "[y/N]" not in res.stdout + res.stderr and "custom code" not in res.stdout + res.stderr
+    name, model_type, heads, label = res.stdout.strip().split("|")
+    assert name.startswith("BertTokenizer") and model_type == "bert" and label == "positive"
+    report = __import__("json").loads((run / "report.json").read_text())
+    assert heads == str(report["plan"]["heads_per_layer"])
 
 
 def test_python_dash_m_is_the_console_script():

@@ -96,7 +96,8 @@ def _save_trimmed(tmp_path, seed=1):
 def test_reload_with_stock_transformers_in_fresh_process_without_sensi_edge(tmp_path):
     out, plan = _save_trimmed(tmp_path)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model_type"] == "sensi_bert" and "AutoModelForSequenceClassification" in cfg["auto_map"]
+    assert cfg["model_type"] == "bert" and "AutoModelForSequenceClassification" in cfg["auto_map"]
+    assert cfg["layer_num_heads"] == list(plan.trimmed.heads)
     code = f"""
 import sys, torch
 sys.modules['sensi_edge'] = None  # prove the checkpoint needs nothing from our package
@@ -112,6 +113,27 @@ print(d)
     assert float(res.stdout.strip().splitlines()[-1]) < 1e-5
 
 
+def test_without_trust_remote_code_stock_transformers_refuses_rather_than_loads_a_wrong_bert(tmp_path):
+    """model_type is bert (so bare AutoConfig / AutoTokenizer ask nothing): a model class loaded without the
+    custom code must fail on the trimmed shapes, never hand back a stock BERT with re-initialised weights."""
+    out, _ = _save_trimmed(tmp_path, seed=3)
+    code = f"""
+import sys
+sys.modules['sensi_edge'] = None
+from transformers import AutoModelForSequenceClassification
+try:
+    AutoModelForSequenceClassification.from_pretrained({str(out)!r})
+except Exception as exc:
+    print("refused:", type(exc).__name__)
+else:
+    print("loaded")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("refused:"), res.stdout + res.stderr[-2000:]
+
+
 def test_reload_through_own_loader_without_trust_remote_code(tmp_path):
     from sensi_edge.loading import load_classifier
 
@@ -123,3 +145,10 @@ def test_reload_through_own_loader_without_trust_remote_code(tmp_path):
     assert d < 1e-5
     counts = count_saved_params(out)
     assert counts["encoder"] == encoder_params(plan.trimmed)
+    # the README's in-process form: an Auto class handed sensi-edge's config, no trust_remote_code
+    from transformers import AutoModelForSequenceClassification
+
+    from sensi_edge.loading import load_config
+
+    again = AutoModelForSequenceClassification.from_pretrained(str(out), config=load_config(str(out))).eval()
+    assert adapter_for(again).geometry(again) == plan.trimmed

@@ -1,7 +1,7 @@
 """Per-family adapters: the only place that knows module names. Everything else asks an adapter."""
 from .bert import BertAdapter
 
-_ADAPTERS = {"bert": BertAdapter, "sensi_bert": BertAdapter}
+_ADAPTERS = {"bert": BertAdapter}  # trimmed BERTs are model_type bert too (modeling/configuration_sensi_bert.py)
 
 
 def adapter_for(model_or_config):

@@ -1,10 +1,13 @@
 """Trimmed-BERT model classes, registered with the transformers Auto classes.
 
-Registering here lets sensi-edge load its own checkpoints without trust_remote_code;
-``register_for_auto_class`` makes ``save_pretrained`` copy the two modules next to the
-weights and write ``auto_map``, so stock transformers loads them with trust_remote_code.
+The model classes are registered for SensiBertConfig, so an Auto class given that config (what
+``loading.load_config`` returns for a trimmed folder) builds ours without trust_remote_code. The
+config itself is not registered with AutoConfig: its ``model_type`` is ``bert`` (see
+configuration_sensi_bert.py), which must keep meaning BertConfig for every dense model.
+``register_for_auto_class`` makes ``save_pretrained`` copy the two modules next to the weights and
+write ``auto_map``, so stock transformers loads them with trust_remote_code.
 """
-from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 from .configuration_sensi_bert import SensiBertConfig
 from .modeling_sensi_bert import (
@@ -13,7 +16,6 @@ from .modeling_sensi_bert import (
     SensiBertModel,
 )
 
-AutoConfig.register(SensiBertConfig.model_type, SensiBertConfig, exist_ok=True)
 AutoModel.register(SensiBertConfig, SensiBertModel, exist_ok=True)
 AutoModelForSequenceClassification.register(SensiBertConfig, SensiBertForSequenceClassification, exist_ok=True)
 AutoModelForQuestionAnswering.register(SensiBertConfig, SensiBertForQuestionAnswering, exist_ok=True)
