@@ -152,3 +152,20 @@ def test_reload_through_own_loader_without_trust_remote_code(tmp_path):
 
     again = AutoModelForSequenceClassification.from_pretrained(str(out), config=load_config(str(out))).eval()
     assert adapter_for(again).geometry(again) == plan.trimmed
+
+
+def test_a_folder_saved_as_sensi_bert_still_loads(tmp_path, caplog):
+    """Models saved before the config said ``bert`` carry model_type ``sensi_bert``: the loader reads them
+    as the trimmed config, silently (no model-type warning) and with the same outputs."""
+    from sensi_edge.loading import load_classifier, load_config
+
+    out, plan = _save_trimmed(tmp_path, seed=4)
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "model_type": "sensi_bert"}))
+    config = load_config(str(out))
+    assert config.layer_num_heads == list(plan.trimmed.heads) and config.model_type == "bert"
+    _, model = load_classifier(str(out), 3)
+    with torch.no_grad():
+        d = (model.eval()(**torch.load(tmp_path / "batch.pt")).logits - torch.load(tmp_path / "ref.pt")).abs().max()
+    assert d < 1e-5
+    assert not [r for r in caplog.records if "model of type" in r.getMessage()]
