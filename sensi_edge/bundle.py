@@ -1,7 +1,8 @@
 """``bundle``: a folder to copy to a Raspberry Pi / phone / any board and benchmark there.
 
 Contents: model.onnx, tokenizer.json (when the export has one), samples.npz (real sentences
-tokenised here, with the outputs this machine's ONNX Runtime produced), manifest.json, the two
+tokenised here, with the outputs this machine's ONNX Runtime produced), manifest.json (with the
+classifier's label names in logit order), the two
 GEMM ceiling graphs (gemm_fp32.onnx, gemm_int8.onnx, 12 MB: prebuilt so the device needs no onnx), and
 run.py -- a copy of ``bundle_runtime.py``, which needs only numpy + onnxruntime. run.py checks
 its outputs against the expected ones before timing anything and writes the same JSON report
@@ -94,6 +95,7 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "flops": encoder_flops(v.geometry, seq) if v.geometry else None,
             "geometry": v.geometry.to_dict() if v.geometry else None, "metric": v.metric,
             "tokenizer": "tokenizer.json" if tok_file.is_file() else None,
+            "labels": _label_names(onnx_file.parent, v.is_qa),
             "gemm": {"fp32": "gemm_fp32.onnx", "int8": "gemm_int8.onnx"},
             "created_with": bundle_runtime.environment()["versions"],
         }
@@ -112,6 +114,17 @@ def bundle(onnx_file: Path, output: Path, seq_len: int | None = None, threads: t
             "  python3 run.py --threads 1 2 4       # checks outputs, then writes report.json\n\n"
             "Copy report.json back and merge reports with `sensi-edge report A.json B.json --output merged`.\n")
     return output
+
+
+def _label_names(folder: Path, qa: bool) -> list[str] | None:
+    """The classifier's label names in logit order, from the export folder's config.json (which export writes
+    with the task's names), so an app on the board names its outputs as the PyTorch pipeline does. None for QA
+    (start/end logits) or a bare .onnx without a config."""
+    path = folder / "config.json"
+    if qa or not path.is_file():
+        return None
+    id2label = json.loads(path.read_text()).get("id2label") or {}
+    return [id2label[k] for k in sorted(id2label, key=int)] or None
 
 
 def _real_inputs(onnx_file: Path, work: Path, data: str, task: str, n: int) -> dict:

@@ -142,6 +142,16 @@ def test_bare_auto_config_and_tokenizer_ask_nothing(exported):
     assert heads == str(report["plan"]["heads_per_layer"])
 
 
+def test_bundle_names_the_labels_in_logit_order(exported, tmp_path):
+    import json
+
+    from sensi_edge.bundle import bundle
+
+    _, onnx = exported
+    out = bundle(onnx / "model_int8_dynamic.onnx", tmp_path / "bundle", seq_len=32)
+    assert json.loads((out / "manifest.json").read_text())["labels"] == ["negative", "positive"]
+
+
 def test_python_dash_m_is_the_console_script():
     res = subprocess.run([sys.executable, "-m", "sensi_edge", "compress", "--seed", "abc"], capture_output=True,
                          text=True, timeout=120)
