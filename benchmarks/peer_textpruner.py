@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT.parent / "runs" / "textpruner-venv"
 TEXTPRUNER = "textpruner==1.1.post2"
-ANCHOR_BUDGET = 0.5  # accuracy_at_budget's first budget: its default run there keeps the dense model
+ANCHOR_BUDGETS = (0.5, 0.7, 0.3)  # accuracy_at_budget's first budget keeps the dense model: whichever ran first
 
 
 def _ensure_textpruner() -> None:
@@ -63,6 +63,19 @@ def _sizes(budget: float) -> tuple[int, int]:
     return h, f
 
 
+def _anchor(task_name: str, seed: int, result) -> tuple[dict, Path]:
+    """The seed's default run whose folder still holds the fine-tuned dense model (the anchor run of whichever
+    accuracy_at_budget invocation made it; every anchor of a seed holds the same dense model)."""
+    for budget in ANCHOR_BUDGETS:
+        path = result(task_name, "default", budget, seed)
+        if path.exists():
+            anchor = json.loads(path.read_text())
+            dense_dir = Path(anchor["run_folder"]) / "dense_model"
+            if (dense_dir / "config.json").exists():
+                return anchor, dense_dir
+    raise SystemExit(f"no kept dense model for {task_name} seed {seed}: run benchmarks.accuracy_at_budget for it first")
+
+
 def run(task_name: str, seed: int, budget: float) -> dict:
     import torch
     from textpruner import GeneralConfig, TransformerPruner, TransformerPruningConfig
@@ -77,11 +90,7 @@ def run(task_name: str, seed: int, budget: float) -> dict:
 
     from .accuracy_at_budget import OUT, SHARED, _result
 
-    anchor_json = _result(task_name, "default", ANCHOR_BUDGET, seed)
-    anchor = json.loads(anchor_json.read_text())
-    dense_dir = Path(anchor["run_folder"]) / "dense_model"
-    if not (dense_dir / "config.json").exists():
-        raise SystemExit(f"{dense_dir} is missing: run benchmarks.accuracy_at_budget for seed {seed} first")
+    anchor, dense_dir = _anchor(task_name, seed, _result)
     task = get_task(anchor["task"]["name"])
     train, val, task = load_task_data(str(SHARED / task_name), task)
     tok = AutoTokenizer.from_pretrained(str(dense_dir))
