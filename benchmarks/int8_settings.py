@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from sensi_edge.quantize import PRESETS, QuantPreset, cpu_info_flags, quantize_dynamic_int8
-from sensi_edge.scoring import evaluate_path
+from sensi_edge.tasks.scoring import evaluate_path
 
 ROOT = Path(__file__).resolve().parent
 SETTINGS = {

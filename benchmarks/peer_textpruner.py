@@ -82,11 +82,11 @@ def run(task_name: str, seed: int, budget: float) -> dict:
     from transformers import AutoTokenizer
 
     from sensi_edge.data import load_task_data
-    from sensi_edge.evaluation import batches
     from sensi_edge.loading import load_for_task
     from sensi_edge.runners import TorchRunner
-    from sensi_edge.task_eval import evaluator_for
     from sensi_edge.tasks import get_task
+    from sensi_edge.tasks.evaluators import evaluator_for
+    from sensi_edge.tasks.tokenise import batches
 
     from .accuracy_at_budget import OUT, SHARED, _result
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sensi_edge import bundle_runtime as rt
-from sensi_edge.scoring import evaluate_path
+from sensi_edge.tasks.scoring import evaluate_path
 
 ROOT = Path(__file__).resolve().parent
 SETTINGS = {"int4 block 32": 32, "int4 block 128": 128}

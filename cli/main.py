@@ -243,7 +243,7 @@ def evaluate(
     """Score a PyTorch folder or an ONNX file on a task split (same code path for both)."""
     import json
 
-    from sensi_edge.scoring import evaluate_path
+    from sensi_edge.tasks.scoring import evaluate_path
 
     r = evaluate_path(path, task, data, split, max_samples, max_seq_length, batch_size, threads, tokenizer,
                       text_columns=list(text_column or []), label_column=label_column, num_labels=num_labels)

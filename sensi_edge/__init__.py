@@ -31,7 +31,7 @@ _API = {
     "Recipe": ("finetune", "Recipe"),
     "export": ("export", "export"),  # ONNX fp32 + int8, each graph step checked against PyTorch
     "ExportConfig": ("export", "ExportConfig"),
-    "evaluate": ("scoring", "evaluate_path"),  # the task metric of a model folder or an .onnx file
+    "evaluate": ("tasks.scoring", "evaluate_path"),  # the task metric of a model folder or an .onnx file
     "bench": ("bench", "bench"),  # interleaved latency, medians and p90, threads stated
     "BenchConfig": ("bench", "BenchConfig"),
     "bundle": ("bundle", "bundle"),  # a folder a device runs with onnxruntime + numpy only

@@ -101,8 +101,8 @@ def export(cfg: ExportConfig, log=print) -> ExportResult:
     from .data import load_task_data
     from .quantize import PRESETS, detect_preset
     from .runners import open_runner
-    from .scoring import find_tokenizer
     from .tasks import get_task
+    from .tasks.scoring import find_tokenizer
 
     model_dir = Path(cfg.model_dir).expanduser().resolve()
     output = Path(cfg.output).expanduser().resolve()
@@ -149,7 +149,7 @@ def _export(cfg, work, output, model_dir, task, data, train, val, tokenizer, tor
     """PyTorch reference -> exported and fused graphs (checked after each step) -> int8 variants -> each
     variant scored, judged and recorded -> the folder's config, tokenizer and report."""
     from .checks import seq_len as check_seq_len
-    from .task_eval import evaluator_for
+    from .tasks.evaluators import evaluator_for
 
     timings: dict[str, float] = {}
     seq_len = cfg.max_seq_length or task.default_seq_length

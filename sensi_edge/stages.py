@@ -84,8 +84,8 @@ def prepare(run: Run, train, val) -> None:
     """Rows, features and calibration batches. The calibration rows are held out of training."""
     from transformers import AutoTokenizer
 
-    from .evaluation import batches
-    from .task_eval import evaluator_for
+    from .tasks.evaluators import evaluator_for
+    from .tasks.tokenise import batches
 
     cfg = run.cfg
     try:

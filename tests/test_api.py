@@ -9,7 +9,7 @@ def test_public_names_are_the_pipelines_own_functions():
     from sensi_edge.bundle import bundle
     from sensi_edge.compress import CompressConfig, compress
     from sensi_edge.export import export
-    from sensi_edge.scoring import evaluate_path
+    from sensi_edge.tasks.scoring import evaluate_path
 
     assert sensi_edge.compress is compress and sensi_edge.CompressConfig is CompressConfig
     assert sensi_edge.export is export and sensi_edge.evaluate is evaluate_path

@@ -244,11 +244,11 @@ def test_analysed_model_is_the_fine_tuned_dense_model(tiny_model_dir, tiny_sst2_
 
     from sensi_edge.artifacts import SensitivityReport
     from sensi_edge.data import load_task_data
-    from sensi_edge.evaluation import batches
     from sensi_edge.loading import load_for_task
     from sensi_edge.sensitivity import calibration_loss
-    from sensi_edge.task_eval import evaluator_for
     from sensi_edge.tasks import get_task
+    from sensi_edge.tasks.evaluators import evaluator_for
+    from sensi_edge.tasks.tokenise import batches
 
     run = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "run", keep_intermediate=True), log=lambda m: None).output
     sens = SensitivityReport.load(run / "sensitivity.json")
@@ -334,8 +334,8 @@ def test_a_diverged_fine_tune_is_an_error_not_a_model(tiny_model_dir, tiny_sst2_
     from sensi_edge.errors import SensiEdgeError
     from sensi_edge.finetune import finetune
     from sensi_edge.loading import load_for_task
-    from sensi_edge.task_eval import evaluator_for
     from sensi_edge.tasks import get_task
+    from sensi_edge.tasks.evaluators import evaluator_for
 
     train, _, task = load_task_data(str(tiny_sst2_dir), get_task("sst2"))
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))

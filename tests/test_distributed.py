@@ -136,8 +136,8 @@ def test_the_two_process_model_reloads_and_scores_as_reported(one_and_two):
     from sensi_edge.data import load_task_data
     from sensi_edge.loading import load_for_task
     from sensi_edge.runners import TorchRunner
-    from sensi_edge.task_eval import evaluator_for
     from sensi_edge.tasks import get_task
+    from sensi_edge.tasks.evaluators import evaluator_for
 
     two = one_and_two[1]
     report = json.loads((two / "report.json").read_text())

@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 
 from sensi_edge.loading import default_model_path
 from conftest import squad_rows
-from sensi_edge.qa import best_spans, eval_features, exact_match, f1, normalize_answer, squad_metrics, train_features
+from sensi_edge.tasks.qa import best_spans, eval_features, exact_match, f1, normalize_answer, squad_metrics, train_features
 
 
 def test_normalisation_articles_punctuation_whitespace():

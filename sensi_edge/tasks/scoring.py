@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SensiEdgeError
+from ..errors import SensiEdgeError
 
 
 def find_tokenizer(path: Path, tokenizer: str | None = None):
@@ -18,7 +18,7 @@ def find_tokenizer(path: Path, tokenizer: str | None = None):
 
 def check_head(runner, task, path) -> None:
     """A question-answering model scored on a classification task (or the reverse) is a wrong --task."""
-    from .runners import head_of_outputs
+    from ..runners import head_of_outputs
 
     qa_model = head_of_outputs(runner.output_names) == "qa"
     if qa_model != (task.kind == "qa"):
@@ -31,12 +31,11 @@ def check_head(runner, task, path) -> None:
 def evaluate_path(path: str | Path, task_name: str, data: str, split: str | None = None,
                   max_samples: int | None = None, max_seq_length: int | None = None, batch_size: int = 64,
                   threads: int | None = None, tokenizer: str | None = None, **task_overrides) -> dict:
-    from .data import load_task_data
-    from .runners import open_runner
-    from .task_eval import evaluator_for
-    from .tasks import get_task
-
-    from . import checks
+    from .. import checks
+    from ..data import load_task_data
+    from ..runners import open_runner
+    from .evaluators import evaluator_for
+    from .presets import get_task
 
     checks.at_least("--max-samples", max_samples)
     checks.seq_len("--max-seq-length", max_seq_length)

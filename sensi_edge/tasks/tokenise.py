@@ -1,10 +1,10 @@
-"""Tokenisation and padded batches for classification tasks (QA windows live in qa.py)."""
+"""Tokenisation and padded batches for classification tasks (QA windows live in tasks/qa.py)."""
 from __future__ import annotations
 
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from .tasks import TaskSpec
+from .presets import TaskSpec
 
 
 def encode(ds: Dataset, tokenizer, task: TaskSpec, max_seq_length: int) -> Dataset:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import SensiEdgeError
+from ..errors import SensiEdgeError
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import Dataset
 
-from .evaluation import batches, encode
-from .progress import track
-from .tasks import TaskSpec, compute_metrics
+from ..progress import track
+from .presets import TaskSpec, compute_metrics
+from .tokenise import batches, encode
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Scored:
 
     def check_finite(self, what) -> "Scored":
         """A model whose outputs hold NaN or inf has broken weights: no metric of it means anything."""
-        from .errors import SensiEdgeError
+        from ..errors import SensiEdgeError
 
         if not np.isfinite(self.outputs).all():
             raise SensiEdgeError(f"{what} produces non-finite outputs (NaN/inf): its weights are broken, most likely "
@@ -50,7 +50,7 @@ class ClassificationEval:
             labels.append(batch.pop("labels").numpy())
             logits.append(runner({k: v.numpy() for k, v in batch.items()})["logits"])
             if logits[-1].shape[-1] != self.task.num_labels:
-                from .errors import SensiEdgeError
+                from ..errors import SensiEdgeError
 
                 raise SensiEdgeError(f"the model predicts {logits[-1].shape[-1]} classes but task {self.task.name} has "
                                      f"{self.task.num_labels}; pick the matching --task/--num-labels")
