@@ -53,6 +53,8 @@ def render(report: dict) -> str:
         "",
         "```python",
         "from transformers import AutoTokenizer, pipeline",
+        *(["# transformers 4.x; transformers 5 has no question-answering pipeline: call the model and take the",
+            "# best start/end span of its start_logits / end_logits"] if pipeline_tag == "question-answering" else []),
         f'pipe = pipeline("{pipeline_tag}", model="PATH_OR_HUB_ID", trust_remote_code=True)',
         'tok = AutoTokenizer.from_pretrained("PATH_OR_HUB_ID")',
         "```",
