@@ -171,6 +171,13 @@ def _spearman(reports: list[dict], key: str) -> list[float]:
     return out
 
 
+def _whole_default_runs(runs: dict) -> list[dict]:
+    """The default runs that fine-tuned and analysed their own dense model (no stage reused), by seed then budget:
+    the runs whose wall time says what a whole run costs."""
+    return sorted((r for (v, _), rs in runs.items() if v == "default" for r in rs if not r.get("reused_wall_seconds")),
+                  key=lambda r: (r["recipe"]["seed"], -r["budget"]["value"]))
+
+
 def _plan_spread(runs: list[dict]) -> str:
     """How much the plans of different seeds differ: heads per layer, summed |difference| over layers,
     averaged over seed pairs (0 = every seed keeps the same number of heads in every layer)."""
@@ -235,20 +242,19 @@ def summary(out: Path = OUT, page: Path = PAGE, intro: list[str] = INTRO, order:
                          + ", ".join(f"{r['recipe']['seed']}: {v:.2f}" for r, v in zip(runs, vals)) + f" | {verdict} | "
                          + f"{statistics.mean(r['params']['encoder_ratio'] for r in runs):.1%} | "
                          + " / ".join(str(sum(r["plan"]["heads_per_layer"])) for r in runs) + f" | {_plan_spread(runs)} |")
-        anchors = sorted(t["runs"].get(("default", max(b for v, b in t["runs"] if v == "default")), []) if any(
-            v == "default" for v, _ in t["runs"]) else [], key=lambda r: r["recipe"]["seed"])
-        if anchors:
-            rho_probe = _spearman(anchors, "group_scores")
-            rho_fisher = _spearman(anchors, "fisher_predicted")
-            whole = [r["whole_run_wall_seconds"] for r in anchors]
-            share = [r["sensitivity_share_of_wall_time"] for r in anchors]
+        whole_runs = _whole_default_runs(t["runs"])
+        if whole_runs:
+            per_seed = list({r["recipe"]["seed"]: r for r in reversed(whole_runs)}.values())  # one per seed
+            rho_probe = _spearman(per_seed, "group_scores")
+            rho_fisher = _spearman(per_seed, "fisher_predicted")
             lines += ["", "Rank stability between seeds (Spearman over the 2 x layers groups, every pair of seeds): "
                       f"measured probe loss increase {', '.join(f'{x:.2f}' for x in rho_probe) or 'n/a'}; Fisher-predicted "
                       f"probe loss (what the allocation ranks units by, before calibration) {', '.join(f'{x:.2f}' for x in rho_fisher) or 'n/a'}.",
-                      f"Sensitivity analysis share of a whole default run's wall time: {', '.join(f'{s:.1%}' for s in share)} "
-                      f"(whole runs {', '.join(f'{w / 60:.1f}' for w in whole)} min; sensitivity "
-                      f"{', '.join(str(r['sensitivity']['seconds']) for r in anchors)} s on {anchors[0]['sensitivity']['calibration_rows']} "
-                      f"calibration rows, {anchors[0]['threads']} threads)."]
+                      "Sensitivity analysis share of a whole default run's wall time (every default run that computed its own "
+                      "dense model and analysis; seed @ budget: share, sensitivity s / whole run min): "
+                      + "; ".join(f"{r['recipe']['seed']} @ {r['budget']['value']:g}: {r['sensitivity_share_of_wall_time']:.1%}, "
+                                  f"{r['sensitivity']['seconds']} s / {r['whole_run_wall_seconds'] / 60:.1f} min" for r in whole_runs)
+                      + f" ({whole_runs[0]['sensitivity']['calibration_rows']} calibration rows, {whole_runs[0]['threads']} threads)."]
         compute = sum(r["wall_seconds"]["total"] for rs in t["runs"].values() for r in rs)
         lines += [f"Compute for this task: {compute / 60:.1f} min of compress runs on {machine}.", "",
                   "Commands (one per run; the JSON of each run has its own):", ""]
