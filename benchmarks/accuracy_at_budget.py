@@ -56,6 +56,7 @@ TASKS = {
     "squad-v1.1-dev": {"task": "squad", "max_train_samples": None, "epochs": 2.0, "learning_rate": 1e-4,
                        "targets": {0.5: 3.0}},
 }
+COMPARISON = ("uniform", "magnitude", "random", "truncate")  # methods whose variant name is the --method name
 VARIANTS = {
     "default": {},
     "unshrunk": {"allocation": "calibrated-unshrunk"},
@@ -67,17 +68,14 @@ VARIANTS = {
     "trim-lr1e-4": {"trim_learning_rate": 1e-4},
     "trim-2x": {"trim_epochs": "2x"},
     "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
-    "uniform": {"method": "uniform"},
-    "magnitude": {"method": "magnitude"},
-    "random": {"method": "random"},
-    "truncate": {"method": "truncate"},
+    **{m: {"method": m} for m in COMPARISON},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
 FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill --distill-hidden 1", "one-fine-tune": " --no-baseline",
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
          "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk",
          "trim-2x": " --trim-epochs {E2}", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}",
-         **{m: f" --method {m}" for m in ("uniform", "magnitude", "random", "truncate")}}
+         **{m: f" --method {m}" for m in COMPARISON}}
 
 
 def _folder(workdir: Path, name: str, variant: str, budget: float, seed: int) -> Path:

@@ -63,11 +63,13 @@ def _sizes(budget: float) -> tuple[int, int]:
     return h, f
 
 
-def _anchor(task_name: str, seed: int, result) -> tuple[dict, Path]:
+def _anchor(task_name: str, seed: int) -> tuple[dict, Path]:
     """The seed's default run whose folder still holds the fine-tuned dense model (the anchor run of whichever
     accuracy_at_budget invocation made it; every anchor of a seed holds the same dense model)."""
+    from .accuracy_at_budget import _result
+
     for budget in ANCHOR_BUDGETS:
-        path = result(task_name, "default", budget, seed)
+        path = _result(task_name, "default", budget, seed)
         if path.exists():
             anchor = json.loads(path.read_text())
             dense_dir = Path(anchor["run_folder"]) / "dense_model"
@@ -88,9 +90,9 @@ def run(task_name: str, seed: int, budget: float) -> dict:
     from sensi_edge.tasks.evaluators import evaluator_for
     from sensi_edge.tasks.tokenise import batches
 
-    from .accuracy_at_budget import OUT, SHARED, _result
+    from .accuracy_at_budget import OUT, SHARED
 
-    anchor, dense_dir = _anchor(task_name, seed, _result)
+    anchor, dense_dir = _anchor(task_name, seed)
     task = get_task(anchor["task"]["name"])
     train, val, task = load_task_data(str(SHARED / task_name), task)
     tok = AutoTokenizer.from_pretrained(str(dense_dir))

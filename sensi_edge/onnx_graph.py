@@ -4,7 +4,8 @@ Export calls ``torch.onnx.export`` (the TorchScript exporter) directly, with the
 optimum-onnx 0.1.0 passes for BERT: inputs ids/mask/token types, outputs named ``logits`` or
 ``start_logits``/``end_logits``, dynamic batch and sequence axes, constant folding. Why not optimum's
 exporter: optimum-onnx 0.1.0 requires transformers < 4.58, so depending on it would downgrade a
-transformers 5.x environment. One exporter on both transformers lines means the parity gates always judge the same kind of graph.
+transformers 5.x environment. One exporter on both transformers lines means the parity gates always
+judge the same kind of graph.
 
 Two things make a transformers 5 graph fusable, both applied at export (the export step's parity gate
 judges the result): attention traced in its eager form (``_eager_attention``), and the per-head reshapes'

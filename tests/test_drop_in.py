@@ -104,6 +104,14 @@ def test_export_folder_loads_in_optimum_and_agrees_with_pytorch(exported, file_n
     assert labels == [id2label[int(i)] for i in want.argmax(-1)]
 
 
+def _fresh_python(code: str):
+    """``code`` in a new interpreter with stdin closed and transformers' warnings shown; must exit 0."""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                         env={**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
 def test_loading_our_model_as_documented_asks_nothing_and_warns_nothing(exported):
     """transformers 5 asks '[y/N]' on stdin for custom code it is not told to trust, and warns about the model
     type when the config falls back: the README's calls must do neither."""
@@ -113,9 +121,7 @@ def test_loading_our_model_as_documented_asks_nothing_and_warns_nothing(exported
             "tok = AutoTokenizer.from_pretrained(d)\n"
             "model = AutoModelForSequenceClassification.from_pretrained(d, trust_remote_code=True)\n"
             "print(pipeline('text-classification', model=d, trust_remote_code=True)('a fine film')[0]['label'])\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                         env={**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"})
-    assert res.returncode == 0, res.stderr[-2000:]
+    res = _fresh_python(code)
     assert res.stdout.strip() in ("negative", "positive")
     noise = [line for line in res.stderr.splitlines() if "[y/N]" in line or "model of type" in line
              or "custom code" in line or "newly initialized" in line]
@@ -132,9 +138,7 @@ def test_bare_auto_config_and_tokenizer_ask_nothing(exported):
             "tok = AutoTokenizer.from_pretrained(d)\n"
             "cfg = AutoConfig.from_pretrained(d)\n"
             "print(type(tok).__name__, cfg.model_type, cfg.layer_num_heads, cfg.id2label[1], sep='|')\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                         env={**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"})
-    assert res.returncode == 0, res.stderr[-2000:]
+    res = _fresh_python(code)
     assert "[y/N]" not in res.stdout + res.stderr and "custom code" not in res.stdout + res.stderr
     name, model_type, heads, label = res.stdout.strip().split("|")
     assert name.startswith("BertTokenizer") and model_type == "bert" and label == "positive"

@@ -113,38 +113,9 @@ print(d)
     assert float(res.stdout.strip().splitlines()[-1]) < 1e-5
 
 
-def test_without_trust_remote_code_stock_transformers_refuses_rather_than_loads_a_wrong_bert(tmp_path):
-    """model_type is bert (so bare AutoConfig / AutoTokenizer ask nothing): a model class loaded without the
-    custom code must fail on the trimmed shapes, never hand back a stock BERT with re-initialised weights."""
-    out, _ = _save_trimmed(tmp_path, seed=3)
-    code = f"""
-import sys
-sys.modules['sensi_edge'] = None
-from transformers import AutoModelForSequenceClassification
-try:
-    AutoModelForSequenceClassification.from_pretrained({str(out)!r})
-except Exception as exc:
-    print("refused:", type(exc).__name__)
-else:
-    print("loaded")
-"""
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                         stdin=subprocess.DEVNULL)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip().splitlines()[-1].startswith("refused:"), res.stdout + res.stderr[-2000:]
-
-
-def test_an_all_or_nothing_plan_loaded_without_the_custom_code_is_never_silent(tmp_path):
-    """When every layer keeps all or none of its units (``--method truncate``) the kept tensors have stock
-    BERT's shapes, so a model class without trust_remote_code cannot fail on a shape: transformers then loads a
-    stock BERT whose emptied layers are re-initialised. It must at least say so (the README states this gap)."""
-    from sensi_edge.artifacts import TrimPlan
-
-    dense = BertForSequenceClassification(tiny_config(num_labels=3, layers=3))
-    g = adapter_for(dense).geometry(dense)
-    full_h, full_f = tuple(range(g.heads[0])), tuple(range(g.ffn[0]))
-    plan = TrimPlan(g, (full_h, full_h, ()), (full_f, full_f, ()), {"kind": "params", "value": 0.6})
-    out, _ = _save_trimmed(tmp_path, plan=plan)
+def _bare_load_in_fresh_process(out, tmp_path):
+    """A model class on the folder without trust_remote_code, in a process without sensi_edge; prints
+    'refused: <error>' or 'loaded', with transformers' warnings on stderr."""
     code = f"""
 import sys
 sys.modules['sensi_edge'] = None
@@ -161,6 +132,29 @@ else:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_without_trust_remote_code_stock_transformers_refuses_rather_than_loads_a_wrong_bert(tmp_path):
+    """model_type is bert (so bare AutoConfig / AutoTokenizer ask nothing): a model class loaded without the
+    custom code must fail on the trimmed shapes, never hand back a stock BERT with re-initialised weights."""
+    out, _ = _save_trimmed(tmp_path, seed=3)
+    res = _bare_load_in_fresh_process(out, tmp_path)
+    assert res.stdout.strip().splitlines()[-1].startswith("refused:"), res.stdout + res.stderr[-2000:]
+
+
+def test_an_all_or_nothing_plan_loaded_without_the_custom_code_is_never_silent(tmp_path):
+    """When every layer keeps all or none of its units (``--method truncate``) the kept tensors have stock
+    BERT's shapes, so a model class without trust_remote_code cannot fail on a shape: transformers then loads a
+    stock BERT whose emptied layers are re-initialised. It must at least say so (the README states this gap)."""
+    from sensi_edge.artifacts import TrimPlan
+
+    dense = BertForSequenceClassification(tiny_config(num_labels=3, layers=3))
+    g = adapter_for(dense).geometry(dense)
+    full_h, full_f = tuple(range(g.heads[0])), tuple(range(g.ffn[0]))
+    plan = TrimPlan(g, (full_h, full_h, ()), (full_f, full_f, ()), {"kind": "params", "value": 0.6})
+    out, _ = _save_trimmed(tmp_path, plan=plan)
+    res = _bare_load_in_fresh_process(out, tmp_path)
     said = res.stdout + res.stderr
     assert "refused:" in said or "newly initialized" in said or "MISSING" in said, said[-2000:]
 
