@@ -17,8 +17,9 @@ warm-up model in one-fine-tune mode (``--no-baseline``: Sensi-BERT's warm-up -> 
 who cannot pay for two fine-tunes).
 
 Everything is written under ``OUT.partial/`` and renamed to ``OUT`` only when complete, so a
-folder named OUT is always a finished run. This module owns that folder (checks, lock, resume, reuse,
-publish); the stages themselves are ``stages.py``, the report ``run_report.py``.
+folder named OUT is always a finished run. This module owns that folder (checks, lock, resume, publish);
+the stages themselves are ``stages.py`` (which also take dense-side stages from ``--reuse`` when their input
+keys match, ``stage_keys.py``), the report ``run_report.py``.
 """
 from __future__ import annotations
 
@@ -26,56 +27,79 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import distributed
 from .artifacts import refuse_occupied, write_json_atomic
 from .errors import SensiEdgeError
-from .finetune import Recipe
-from .run_report import _json_or_empty
+from .recipe import Recipe
+from .methods import METHODS
+from .options import option
+from .planner import ALLOCATIONS
 from .runlock import LOCK_NAME, RunLock
+from .stage_keys import FILE as STAGE_KEYS
 
 STAGES = ("baseline", "warmup", "sensitivity", "plan", "trim", "report")
 
 
 @dataclass(frozen=True)
 class CompressConfig:
-    task: str
-    data: str
-    output: Path
-    model: str | None = None
-    budget: float = 0.5
-    budget_kind: str = "params"  # params | flops | latency (ms per sequence, with latency_profile)
-    latency_profile: Path | None = None  # sensi-edge profile output: plan against it, or just predict with it
-    absolute: bool = False
-    recipe: Recipe = field(default_factory=Recipe)
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_seq_length: int | None = None  # default: the task's (128; 384 for squad)
-    doc_stride: int = 128  # QA: overlap between windows of a long context
-    calibration_samples: int = 1024
-    sensitivity_method: str = "probe"
-    probe_density: float = 0.5
+    """Every setting of a compress run; each field's help is the CLI's (``cli/generate.py`` builds the flags)."""
+
+    task: str = option(help="sst2 | mnli | qnli | qqp | text-classification | squad")
+    data: str = option(help="folder of split files (train.jsonl, validation.jsonl ...) or hub NAME[:CONFIG]")
+    output: Path = option(help="run folder; the model lands in OUTPUT/model, the report in OUTPUT/report.json")
+    model: str | None = option(None, help="hub id or local folder", show_default="packaged all-MiniLM-L6-v2")
+    budget: float = option(0.5, help="fraction (0, 1] of the dense encoder to keep, or a count with --absolute")
+    budget_kind: str = option("params", choices=("params", "flops", "latency"),
+                              help="params | flops (FLOPs at --max-seq-length) | latency (--budget in ms per "
+                                   "sequence, needs --latency-profile)")
+    latency_profile: Path | None = option(None, help="a `sensi-edge profile` JSON: the latency budget's table, and the "
+                                                     "report's predicted latency")
+    absolute: bool = option(False, help="read --budget as an absolute encoder parameter / FLOP count")
+    recipe: Recipe = option(factory=Recipe, help="the fine-tuning recipe (its fields are flags of their own)")
+    max_train_samples: int | None = option(None, help="subsample the training split")
+    max_eval_samples: int | None = option(None, help="subsample the validation split")
+    max_seq_length: int | None = option(None, help="tokens per row", show_default="128, 384 for squad")
+    doc_stride: int = option(128, help="squad: token overlap between windows of a long context (capped at half of "
+                                       "--max-seq-length)")
+    calibration_samples: int = option(1024, help="held-out training rows for sensitivity analysis")
+    sensitivity_method: str = option("probe", flag="sensitivity", choices=("probe", "fisher"),
+                                     help="probe (trim each group, measure loss) | fisher (gradient estimate)")
+    probe_density: float = option(0.5, help="density each group is trimmed to when probed")
     # one-fine-tune mode only (no baseline): the warm-up's share of the recipe's steps; None = 0.1
-    warmup_fraction: float | None = None
-    ramp: float = 0.3  # fraction of trimmed fine-tuning over which the trim grows to the plan
+    warmup_fraction: float | None = option(None, show_default="0.1",
+                                           help="one-fine-tune mode (--no-baseline): brief dense fine-tune before "
+                                                "sensitivity, as a fraction of the recipe's steps")
+    ramp: float = option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)")
     # the trimmed fine-tune's own epochs / learning rate (None = the recipe's): a model trimmed to 30% has
     # more to recover than the dense model had to learn, so a user may pay it more steps (stated in the report)
-    trim_epochs: float | None = None
-    trim_learning_rate: float | None = None
-    allocation: str = "calibrated"  # planner.ALLOCATIONS
-    floor_heads: float | None = None  # per-layer floors; None = the task kind's default (planner.Floors.for_task)
-    floor_ffn: float | None = None
-    distill: bool = False  # trimmed fine-tune also matches the dense fine-tuned model's outputs
-    distill_hidden: float = 0.0  # with distill: weight of layer-wise hidden-state matching (0 = outputs only)
-    baseline: bool = True
-    method: str = "sensitivity"  # or a comparison method (methods.METHODS)
-    reuse: Path | None = None  # a kept run whose baseline / warm-up / sensitivity stages this run reuses
-    keep_intermediate: bool = False  # keep warm_model/ and dense_model/ in the output, for later reuse
-    text_columns: tuple[str, ...] = ()
-    label_column: str | None = None
-    num_labels: int | None = None
+    trim_epochs: float | None = option(None, help="epochs of the trimmed fine-tune", show_default="--epochs")
+    trim_learning_rate: float | None = option(None, help="learning rate of the trimmed fine-tune",
+                                              show_default="--learning-rate")
+    allocation: str = option("calibrated", choices=ALLOCATIONS,
+                             help="calibrated (Fisher per unit of cost, scaled per group by its measured probe, shrunk "
+                                  "to the median within the probe's noise) | calibrated-unshrunk (no shrinkage) | rank "
+                                  "(rank rule of the first version)")
+    floor_heads: float | None = option(None, help="share of every layer's heads always kept",
+                                       show_default="0.15; squad 0.3")
+    floor_ffn: float | None = option(None, help="share of every layer's FFN neurons always kept",
+                                     show_default="0.1; squad 0.2")
+    distill: bool = option(False, help="trimmed fine-tune also matches the dense fine-tuned model's outputs (needs the "
+                                       "baseline)")
+    distill_hidden: float = option(0.0, help="with --distill: weight of layer-wise hidden-state matching (0 = outputs "
+                                             "only)")
+    baseline: bool = option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed "
+                                       "from (--no-baseline: one fine-tune, from a brief warm-up)")
+    method: str = option("sensitivity", help=" | ".join(f"{m.name} ({m.summary})" for m in METHODS.values()))
+    reuse: Path | None = option(None, help="take the baseline / warm-up / sensitivity stages of a run kept with "
+                                           "--keep-intermediate when this run's inputs match")
+    keep_intermediate: bool = option(False, help="keep warm_model/ and dense_model/ so other budgets/methods can --reuse "
+                                                 "them")
+    text_columns: tuple[str, ...] = option((), flag="text_column", help="text column(s) for text-classification (1 or 2)")
+    label_column: str | None = option(None, help="label column for text-classification")
+    num_labels: int | None = option(None, help="label count", show_default="preset or inferred")
 
     def __post_init__(self):
         """Every rule about a single setting, in one place, before anything is loaded or written."""
@@ -275,6 +299,9 @@ def _validate(cfg: CompressConfig):
     if cfg.reuse and not (Path(cfg.reuse) / "run.json").is_file():
         raise SensiEdgeError(f"--reuse {cfg.reuse} is not a compress run kept with --keep-intermediate (no run.json); "
                              "pass the output folder of a run made with --keep-intermediate")
+    if cfg.reuse and not (Path(cfg.reuse) / STAGE_KEYS).is_file():
+        raise SensiEdgeError(f"--reuse {cfg.reuse} was kept by an older sensi-edge (no {STAGE_KEYS}), so its stages "
+                             "cannot be matched to this run's inputs; rerun it with --keep-intermediate")
     w = distributed.world()
     if cfg.recipe.batch_size % w.size:
         raise SensiEdgeError(f"--batch-size {cfg.recipe.batch_size} is the global batch, split over the {w.size} "
@@ -305,7 +332,7 @@ def compress(cfg: CompressConfig, resume: bool = False, log=print) -> CompressRe
         problem = None
         if w.is_main:
             try:
-                _open_work(work, cfg, resume, lock, model_spec, log)
+                _open_work(work, cfg, resume, lock, model_spec)
             except SensiEdgeError as exc:
                 problem = exc
         _agree(problem)
@@ -357,7 +384,7 @@ def _agree(problem: SensiEdgeError | None) -> None:
         raise SensiEdgeError(message)
 
 
-def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, model_spec: str, log) -> None:
+def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, model_spec: str) -> None:
     """Create (or reopen for --resume) the work folder, lock it and record the run's settings."""
     if not resume:
         try:
@@ -375,8 +402,6 @@ def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, mod
         _remove_temp_files(work)  # left by a kill in the middle of an atomic write
     else:
         write_json_atomic(work / "run.json", {"config": cfg.to_dict(), "model_path": model_spec, "sessions": 1})
-        if cfg.reuse:
-            _copy_reusable(Path(cfg.reuse), work, cfg, log)
 
 
 def _remove_temp_files(work: Path) -> None:
@@ -401,63 +426,3 @@ def _publish(work: Path, output: Path) -> None:
     if output.exists():
         output.rmdir()  # empty (checked before the run started)
     os.replace(work, output)
-
-
-# What each reusable stage depends on: a stage is copied only when the kept run agrees on all of it.
-_BASE_KEYS = ("task", "data", "model", "recipe", "max_train_samples", "max_eval_samples", "max_seq_length",
-              "doc_stride", "calibration_samples", "text_columns", "label_column", "num_labels")
-_WARM_KEYS = _BASE_KEYS + ("warmup_fraction",)
-_SENS_KEYS = ("sensitivity_method", "probe_density")
-REUSABLE = ("baseline.json", "dense_model", "warm_model", "sensitivity.json", "sensitivity.png")
-
-
-def _as_this_version(config: dict) -> dict:
-    """A kept run's settings with the recipe fields added since it ran set to their defaults (a run made
-    before ``precision`` existed fine-tuned in fp32), so an older kept run stays reusable."""
-    defaults = Recipe().to_dict()
-    return {**config, "recipe": {**{k: defaults[k] for k in ("precision",)}, **config.get("recipe", {})}}
-
-
-def _copy_reusable(source: Path, work: Path, cfg: CompressConfig, log) -> None:
-    """Seed a new run with the dense-side stages of a kept run that this run would compute identically.
-
-    The dense baseline needs the same data, model and recipe; the warm model (one-fine-tune mode)
-    also the same warm-up; the sensitivity analysis also the same probe settings and the same
-    analysed model (the dense fine-tune when the baseline runs, else the warm model). The stages that depend on
-    the budget or method (plan, trim) are never reused. A kept run that agrees on nothing is an error
-    rather than a silent full recompute.
-    """
-    src = _as_this_version(json.loads((source / "run.json").read_text())["config"])
-    mine = json.loads(json.dumps(cfg.to_dict()))
-    differs = [k for k in _BASE_KEYS if src.get(k) != mine[k]]
-    if differs:
-        k = differs[0]
-        raise SensiEdgeError(f"--reuse {source}: its {k} ({src.get(k)}) differs from this run's ({mine[k]}); "
-                             "nothing in it can be reused")
-    if cfg.baseline and (source / "baseline.json").is_file() and not (source / "dense_model" / "config.json").is_file():
-        raise SensiEdgeError(f"--reuse {source}: this run needs that run's fine-tuned dense model, which it did not "
-                             "keep; rerun it with --keep-intermediate")
-    same_warm = all(src.get(k) == mine[k] for k in _WARM_KEYS)
-    # the analysed model: the dense fine-tune when the baseline runs, else the warm-up model
-    src_baseline = src.get("baseline", True)
-    analysed_same = src_baseline == cfg.baseline and (cfg.baseline or same_warm)
-    take = ["dense_model", "baseline.json"] if cfg.baseline else []  # the model first: baseline.json marks it done
-    if same_warm and not cfg.baseline:
-        take.append("warm_model")
-    if analysed_same and all(src.get(k) == mine[k] for k in _SENS_KEYS):
-        take += ["sensitivity.json", "sensitivity.png"]
-    # what the copied stages cost when they ran, so the report can still state a whole run's wall time
-    ran = {**_json_or_empty(source / "reused_timings.json"), **_json_or_empty(source / "timings.json")}
-    stage_of = {"baseline.json": "baseline", "warm_model": "warmup", "sensitivity.json": "sensitivity"}
-    write_json_atomic(work / "reused_timings.json", {stage_of[n]: ran[stage_of[n]] for n in take
-                                                     if n in stage_of and stage_of[n] in ran and (source / n).exists()})
-    for name in take:  # each copied under a temp name and renamed: an interrupted copy leaves no torn stage
-        tmp = work / f".{name}.copy"
-        if (source / name).is_dir():
-            shutil.copytree(source / name, tmp)
-        elif (source / name).is_file():
-            shutil.copy2(source / name, tmp)
-        else:
-            continue
-        os.replace(tmp, work / name)
-    log(f"reusing from {source}: " + (", ".join(n for n in REUSABLE if (work / n).exists()) or "nothing"))

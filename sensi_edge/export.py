@@ -16,6 +16,7 @@ import numpy as np
 
 from .artifacts import compress_report_for, refuse_occupied, staged_output, write_json_atomic
 from .errors import SensiEdgeError
+from .options import option
 
 FP32_TOLERANCE = 1e-4
 QUANT_MODES = ("none", "dynamic", "static")
@@ -23,25 +24,32 @@ QUANT_MODES = ("none", "dynamic", "static")
 
 @dataclass(frozen=True)
 class ExportConfig:
-    model_dir: Path
-    output: Path
-    quantize: tuple[str, ...] = ("dynamic",)
-    task: str | None = None  # default: from the compress report beside the model
-    data: str | None = None
-    eval_split: str | None = None
-    max_eval_samples: int | None = None
-    parity_rows: int = 64
-    calibration_rows: int = 128
-    max_metric_drop: float = 1.0
-    max_seq_length: int | None = None  # default: the task's (128; 384 for squad)
-    doc_stride: int = 128
-    opset: int = 17
-    preset: str | None = None  # vnni | avx2 | avx512 | arm64; default: this CPU
-    weight_type: str | None = None  # overrides of the preset's settings
-    per_channel: bool | None = None
-    reduce_range: bool | None = None
-    threads: int | None = None
-    layernorm: str = "auto"  # auto (time both here, keep the faster) | skip (SkipLayerNormalization) | split
+    """Every setting of an export; each field's help is the CLI's (``cli/generate.py`` builds the flags)."""
+
+    model_dir: Path = option(argument=True, help="a compress OUT/model folder or any BERT classification checkpoint")
+    output: Path = option(help="folder for the ONNX variants, tokenizer and export_report.json/.md")
+    quantize: tuple[str, ...] = option(("dynamic",), choices=QUANT_MODES,
+                                       help="none | dynamic | static (repeat for several); fp32 is always made")
+    task: str | None = option(None, help="task preset", show_default="from the compress report beside the model")
+    data: str | None = option(None, help="task data", show_default="from the compress report")
+    eval_split: str | None = option(None, flag="split", help="split to verify on",
+                                    show_default="the task's validation split")
+    max_eval_samples: int | None = option(None, help="subsample the validation split")
+    parity_rows: int = option(64, help="validation rows for the logit parity check")
+    calibration_rows: int = option(128, help="training rows that calibrate static quantization")
+    max_metric_drop: float = option(1.0, help="reject a variant losing more points than this")
+    max_seq_length: int | None = option(None, help="tokens per row", show_default="128, 384 for squad")
+    doc_stride: int = option(128, help="squad: token overlap between windows of a long context")
+    opset: int = option(17, help="ONNX opset (17-23)")
+    preset: str | None = option(None, choices=("vnni", "avx2", "avx512", "arm64"),
+                                help="int8 preset: vnni | avx2 | avx512 | arm64", show_default="this CPU")
+    weight_type: str | None = option(None, choices=("qint8", "quint8"), help="override the preset: qint8 | quint8")
+    per_channel: bool | None = option(None, help="override the preset")
+    reduce_range: bool | None = option(None, help="override the preset")
+    threads: int | None = option(None, help="ONNX Runtime intra-op threads")
+    layernorm: str = option("auto", choices=("auto", "skip", "split"),
+                            help="residual LayerNorms: auto (time both forms here, keep the faster) | skip (fused "
+                                 "SkipLayerNormalization) | split (Add + LayerNormalization)")
 
     def __post_init__(self):
         from . import checks

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import write_json_atomic
+from .options import option
 from .bundle_runtime import POINTS_FILE, PROFILE_SCHEMA, measure_profile
 from .cost import Geometry
 from .errors import SensiEdgeError
@@ -153,16 +154,22 @@ def build_point_models(model_spec: str, folder: Path, n_points: int, precision: 
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    output: Path
-    model: str | None = None
-    threads: int = 1
-    seq_len: int = 128
-    precision: str = "int8"  # int8 (dynamic, as export makes) | fp32
-    points: int = 12
-    seconds: float = 1.0  # measured time per model (at least 50 runs each)
-    keep_models: Path | None = None  # keep the profile's ONNX models here, e.g. to bundle them for a board
-    overwrite: bool = False
-    layernorm: str = "auto"  # the residual-LayerNorm form export will use (onnx_graph.choose_layernorm)
+    """Every setting of a latency profile; each field's help is the CLI's (``cli/generate.py`` builds the flags)."""
+
+    output: Path = option(help="the latency profile (JSON) to write")
+    model: str | None = option(None, help="the base model whose depth and widths to profile",
+                               show_default="packaged all-MiniLM-L6-v2")
+    threads: int = option(1, help="ONNX Runtime intra-op threads (plan for the threads the target will use)")
+    seq_len: int = option(128, help="tokens per sequence the latency is predicted for")
+    precision: str = option("int8", choices=("int8", "fp32"), help="int8 (dynamic, what export makes) | fp32")
+    points: int = option(12, help="irregular models timed for the fit (dense and nearly empty included)")
+    seconds: float = option(1.0, help="measured time per model (at least 50 runs each)")
+    keep_models: Path | None = option(None, help="keep the profile's ONNX models in this new folder (bundle them for a "
+                                                 "board)")
+    overwrite: bool = option(False, help="replace an existing --output")
+    # the residual-LayerNorm form export will use (onnx_graph.choose_layernorm)
+    layernorm: str = option("auto", choices=("auto", "skip", "split"),
+                            help="residual LayerNorms as export makes them: auto (faster form here) | skip | split")
 
     def __post_init__(self):
         from . import checks

@@ -3,8 +3,10 @@
     prepare -> baseline -> warmup (one-fine-tune mode) -> sensitivity -> plan -> trim -> report
 
 Every stage reads what earlier stages wrote into the work folder (``baseline.json``, ``dense_model/``,
-``sensitivity.json``, ``plan.json``, ``trim.json``) and is skipped when its own artifact is already there,
-which is what ``--resume`` and ``--reuse`` rely on. Under torchrun / accelerate launch every rank runs
+``sensitivity.json``, ``plan.json``, ``trim.json``) and is skipped when its own artifact is already there
+(``--resume``). The dense-side stages (baseline, warmup, sensitivity) declare their inputs in
+``stage_keys.py``: on --resume their artifact must still match the digest of those inputs, and with
+``--reuse KEPT`` they are copied from the kept run when its key for the stage equals this run's. Under torchrun / accelerate launch every rank runs
 every stage (the fine-tunes are DDP, the sensitivity sums are split over ranks); rank 0 alone writes,
 and a barrier follows each stage so all ranks see the same files before the next decides whether to run.
 ``compress.compress`` owns the folder (checks, lock, publish); this module owns what happens inside it.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from . import distributed
 from .artifacts import DenseBaseline, SensitivityReport, TrimPlan, TrimResult, write_json_atomic
 from .errors import SensiEdgeError, first_line
+from .stage_keys import ARTIFACTS, StageKeys, inputs_of, of_json
 
 if TYPE_CHECKING:  # annotations only: compress imports this module
     from .compress import CompressConfig, _Timer
@@ -42,6 +45,7 @@ class Run:
     seq_len: int
     world: distributed.World = field(default_factory=distributed.world)
     data: dict = field(default_factory=dict)  # filled by prepare()
+    digests: dict = field(default_factory=dict)  # input name -> digest (stage_keys.STAGE_INPUTS), by prepare()
 
     @property
     def main(self) -> bool:
@@ -60,6 +64,60 @@ class Run:
     def stage(self, key: str, what: str) -> None:
         self.log(f"== {key}: {what}")
         self.timer.start(key)
+
+    def needs(self, stage: str) -> bool:
+        """Whether a dense-side stage still has to run: not when its artifact is here under this run's input key
+        (--resume), nor when the --reuse run has it under the same key (copied now). Rank 0 decides."""
+        distributed.barrier()  # the previous stage's files are all written
+        outcome = None
+        if self.main:
+            try:
+                outcome = self._settle(stage)
+            except SensiEdgeError as exc:
+                outcome = exc
+        outcome = distributed.from_main(outcome)
+        if isinstance(outcome, SensiEdgeError):
+            raise outcome
+        return outcome
+
+    def _settle(self, stage: str) -> bool:
+        inputs = inputs_of(stage, self.digests)
+        if (self.work / ARTIFACTS[stage][-1]).exists():
+            done = StageKeys.read(self.work)
+            if done.key(stage) not in (None, of_json(inputs)):  # None: killed between the artifact and its key
+                raise SensiEdgeError(f"the {stage} stage in {self.work} was computed from other "
+                                     f"{', '.join(done.differing(stage, inputs))} than this session's (changed since "
+                                     "the run started); restore them, or delete that folder and start again")
+            return False
+        return not (self.cfg.reuse and self._take(stage, inputs))
+
+    def _take(self, stage: str, inputs: dict) -> bool:
+        """Copy ``stage``'s artifacts from the --reuse run when its key there is this run's; False if it is not."""
+        from .run_report import _json_or_empty
+
+        source, names = Path(self.cfg.reuse), ARTIFACTS[stage]
+        if StageKeys.read(source).key(stage) != of_json(inputs) or not (source / names[-1]).exists():
+            return False
+        for name in names:  # each under a temp name, then renamed; the marker last, so a torn copy is not "done"
+            if not (source / name).exists():
+                raise SensiEdgeError(f"--reuse {source}: this run needs that run's {name}, which it did not keep; "
+                                     "rerun it with --keep-intermediate")
+            tmp = self.work / f".{name}.copy"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (shutil.copytree if (source / name).is_dir() else shutil.copy2)(source / name, tmp)
+            os.replace(tmp, self.work / name)
+        self.record(stage)
+        ran = {**_json_or_empty(source / "reused_timings.json"), **_json_or_empty(source / "timings.json")}
+        if stage in ran:  # what the copied stage cost when it ran: the report still states a whole run's time
+            write_json_atomic(self.work / "reused_timings.json",
+                              {**_json_or_empty(self.work / "reused_timings.json"), stage: ran[stage]})
+        self.log(f"reusing from {source}: {', '.join(names)}")
+        return True
+
+    def record(self, stage: str) -> None:
+        """Note the input key of a dense-side stage whose artifacts are complete (rank 0)."""
+        path = self.work / "stage_keys.json"
+        StageKeys.read(self.work).with_stage(stage, inputs_of(stage, self.digests)).save(path)
 
 
 def run_all(run: Run, train, val) -> dict:
@@ -102,11 +160,31 @@ def prepare(run: Run, train, val) -> None:
     # batched by length: far less padding, so the probes (one pass over these rows per group) cost less
     calib_enc = calib_enc.select(sorted(range(len(calib_enc)), key=lambda i: len(calib_enc[i]["input_ids"])))
     recipe_steps = int(round(-(-len(train_enc) // cfg.recipe.batch_size) * cfg.recipe.epochs))
+    warm = cfg.effective_warmup_fraction
     run.data = {"tokenizer": tokenizer, "ev": ev, "train_enc": train_enc, "val_prep": ev.prepare(val_rows),
                 "calib": batches(calib_enc, tokenizer, cfg.recipe.batch_size), "recipe_steps": recipe_steps,
+                "warmup_steps": None if warm is None else max(1, int(round(warm * recipe_steps))),
                 "rows": {"train": len(train_rows), "calibration": n_calib, "validation": len(val_rows)}}
     run.log(f"task {run.task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration "
             f"rows (held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
+    run.digests = _digests(run, train_enc, val_rows)
+    if cfg.reuse and (differ := StageKeys.read(Path(cfg.reuse)).shared_differing(run.digests)):
+        raise SensiEdgeError(f"--reuse {cfg.reuse}: its inputs differ from this run's ({', '.join(differ)}); nothing in "
+                             "it can be reused (pass a run kept with the same model, rows and recipe, or drop --reuse)")
+
+
+def _digests(run: Run, train_enc, val_rows) -> dict:
+    """Every input a dense-side stage declares (stage_keys.STAGE_INPUTS), as digests of the data itself."""
+    from .stage_keys import of_batches, of_model, of_recipe, of_rows
+
+    cfg, d = run.cfg, run.data
+    out = {"model": of_model(run.model_spec), "train": of_rows(train_enc),
+           "validation": of_json([of_rows(val_rows), run.task.name, run.seq_len, cfg.doc_stride]),
+           "recipe": of_recipe(cfg.recipe), "warmup_steps": d["warmup_steps"], "calibration": of_batches(d["calib"]),
+           "sensitivity_method": cfg.sensitivity_method, "probe_density": cfg.probe_density}
+    # the analysed model is the output of the baseline (or, in one-fine-tune mode, the warm-up) stage
+    out["analysed_model"] = of_json(inputs_of("baseline" if cfg.baseline else "warmup", out))
+    return out
 
 
 def save_model_atomic(model, tokenizer, path: Path) -> None:
@@ -126,7 +204,7 @@ def baseline(run: Run) -> DenseBaseline | None:
     from .runners import TorchRunner
 
     path, d = run.work / "baseline.json", run.data
-    if run.cfg.baseline and run.todo(path):
+    if run.cfg.baseline and run.needs("baseline"):
         run.stage("baseline", "dense fine-tune with the same recipe")
         _, model = load_for_task(run.model_spec, run.task)
         model, _, info = finetune(model, d["tokenizer"], d["train_enc"], run.cfg.recipe, run.work / "ckpt-baseline",
@@ -135,6 +213,7 @@ def baseline(run: Run) -> DenseBaseline | None:
             metrics = d["ev"].score(TorchRunner(model), d["val_prep"]).metrics
             save_model_atomic(model, d["tokenizer"], run.work / "dense_model")
             DenseBaseline(metrics, info).save(path)
+            run.record("baseline")
             shutil.rmtree(run.work / "ckpt-baseline", ignore_errors=True)
         run.timer.stop()
     distributed.barrier()
@@ -146,18 +225,16 @@ def warmup(run: Run) -> None:
     from .finetune import finetune
     from .loading import load_for_task
 
-    if not run.todo(run.analysed_dir / "config.json"):
+    if run.cfg.baseline or not run.needs("warmup"):
         return
-    if run.cfg.baseline:
-        raise SensiEdgeError(f"internal error: the baseline stage left no {run.analysed_dir}")
     run.stage("warmup", "brief dense fine-tune for sensitivity analysis (one-fine-tune mode)")
     d = run.data
     _, model = load_for_task(run.model_spec, run.task)
-    steps = max(1, int(round(run.cfg.effective_warmup_fraction * d["recipe_steps"])))
     model, _, _ = finetune(model, d["tokenizer"], d["train_enc"], run.cfg.recipe, run.work / "ckpt-warmup",
-                           resume=run.resume, max_steps=steps)
+                           resume=run.resume, max_steps=d["warmup_steps"])
     if run.main:
         save_model_atomic(model, d["tokenizer"], run.analysed_dir)
+        run.record("warmup")
         shutil.rmtree(run.work / "ckpt-warmup", ignore_errors=True)
     run.timer.stop()
 
@@ -168,7 +245,7 @@ def sensitivity(run: Run) -> SensitivityReport:
     from .sensitivity import analyse, plot_heatmap
 
     path, cfg, w = run.work / "sensitivity.json", run.cfg, run.world
-    if run.todo(path):
+    if run.needs("sensitivity"):
         run.stage("sensitivity", f"{cfg.sensitivity_method}, probe density {cfg.probe_density}"
                                  + (f", calibration batches split over {w.size} processes" if w.distributed else ""))
         _, model = load_for_task(str(run.analysed_dir), run.task)
@@ -176,6 +253,7 @@ def sensitivity(run: Run) -> SensitivityReport:
         if run.main:
             plot_heatmap(rep, run.work / "sensitivity.png")
             rep.save(path)
+            run.record("sensitivity")
         run.timer.stop()
     distributed.barrier()
     return SensitivityReport.load(path)

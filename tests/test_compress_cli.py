@@ -1,8 +1,10 @@
 """compress end to end on a tiny model: CLI contract, saved artifacts, resume, and every bad input."""
 import json
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -190,9 +192,10 @@ def test_a_kept_run_seeds_other_budgets_without_redoing_dense_stages(tiny_model_
     assert r["dense_baseline"] == first.report["dense_baseline"] and r["reused_stages_from"] == str(first.output)
     assert r["params"]["encoder_after_saved"] <= 0.3 * r["params"]["encoder_before"]
     assert not (second.output / "warm_model").exists()
-    with pytest.raises(Exception, match="differs from this run's"):
+    with pytest.raises(SensiEdgeError, match=r"its inputs differ from this run's \(tokenised training rows\); nothing"):
         compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "bad", reuse=first.output, max_train_samples=5),
                  log=lambda m: None)
+    assert not any(tmp_path.glob("bad*"))
 
 
 def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_dir, tiny_sst2_dir, tmp_path):
@@ -210,13 +213,11 @@ def test_reuse_takes_only_the_stages_a_run_would_compute_identically(tiny_model_
     fm = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm", method="fisher-mask", reuse=first.output),
                   log=lambda m: None).report
     assert "baseline" not in fm["wall_seconds"] and "sensitivity" not in fm["wall_seconds"]
-    # a kept run from before the recipe had a precision field (it trained in fp32) is still reused
-    run_json = first.output / "run.json"
-    old = json.loads(run_json.read_text())
-    del old["config"]["recipe"]["precision"]
-    run_json.write_text(json.dumps(old))
-    again = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old", reuse=first.output), log=lambda m: None)
-    assert "baseline" not in again.report["wall_seconds"]
+    # the same rows in another folder are the same input: the key is of the data, not of the flags
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_sst2_dir, copy)
+    respelled = compress(_cfg(tiny_model_dir, copy, tmp_path / "same", reuse=first.output), log=lambda m: None).report
+    assert "baseline" not in respelled["wall_seconds"] and "sensitivity" not in respelled["wall_seconds"]
     # a run that did not keep its dense model cannot seed a run that needs it
     with pytest.raises(Exception, match="did not keep; rerun it with --keep-intermediate"):
         compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "fm2", method="fisher-mask", reuse=deeper.output),
@@ -345,3 +346,62 @@ def test_a_diverged_fine_tune_is_an_error_not_a_model(tiny_model_dir, tiny_sst2_
     with pytest.raises(SensiEdgeError, match="fine-tuning diverged"):
         finetune(model, tok, evaluator_for(task, tok, 32, 16).train_features(train), Recipe(epochs=1, batch_size=16),
                  tmp_path / "ckpt")
+
+
+def test_stage_keys_are_digests_of_the_data_each_stage_reads(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    """Each dense-side stage's key changes with exactly the inputs it declares: edited training text changes the
+    baseline key and (through the analysed model and the held-out calibration rows) the sensitivity key; the probe
+    density only the sensitivity key."""
+    from sensi_edge.stage_keys import StageKeys
+
+    a = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", keep_intermediate=True), log=lambda m: None)
+    keys = StageKeys.read(a.output)
+    assert set(keys.stages) == {"baseline", "sensitivity"}
+    assert set(keys.stages["baseline"]["inputs"]) == {"model", "train", "validation", "recipe"}
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_sst2_dir, edited)
+    rows = [json.loads(line) for line in (edited / "train.jsonl").read_text().splitlines()]
+    write_jsonl(edited / "train.jsonl", [{**r, "sentence": r["sentence"] + " indeed"} for r in rows])  # one word more
+    b = StageKeys.read(compress(_cfg(tiny_model_dir, edited, tmp_path / "b", probe_density=0.25),
+                                log=lambda m: None).output)
+    for stage in ("baseline", "sensitivity"):
+        assert b.key(stage) != keys.key(stage)
+    assert b.differing("baseline", keys.stages["baseline"]["inputs"]) == ["tokenised training rows"]
+    assert b.differing("sensitivity", keys.stages["sensitivity"]["inputs"]) == [
+        "analysed model", "calibration batches", "probe density"]
+
+
+def test_a_refused_reuse_or_resume_names_the_input_that_changed(tiny_model_dir, tiny_sst2_dir, tmp_path, monkeypatch):
+    import sensi_edge.finetune as ft
+    from sensi_edge.stage_keys import FILE
+
+    first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", keep_intermediate=True), log=lambda m: None)
+    with pytest.raises(SensiEdgeError, match=r"its inputs differ from this run's \(recipe\)"):
+        compress(replace(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "lr", reuse=first.output),
+                         recipe=Recipe(epochs=1, batch_size=8, save_steps=2, learning_rate=1e-4)), log=lambda m: None)
+    (first.output / FILE).unlink()  # as kept by a version before stage keys: refused before anything is written
+    with pytest.raises(SensiEdgeError, match="kept by an older sensi-edge"):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old", reuse=first.output), log=lambda m: None)
+    assert not any(tmp_path.glob("lr*")) and not any(tmp_path.glob("old*"))
+
+    # --resume after the data folder was edited between sessions: the finished baseline no longer matches
+    data = tmp_path / "data"
+    shutil.copytree(tiny_sst2_dir, data)
+    real = ft.finetune
+
+    def dies_in_trim(*args, schedule=None, **kw):
+        if schedule is not None:
+            raise KeyboardInterrupt
+        return real(*args, schedule=schedule, **kw)
+
+    monkeypatch.setattr(ft, "finetune", dies_in_trim)
+    with pytest.raises(KeyboardInterrupt):
+        compress(_cfg(tiny_model_dir, data, tmp_path / "r"), log=lambda m: None)
+    monkeypatch.setattr(ft, "finetune", real)
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    write_jsonl(data / "train.jsonl", list(reversed(rows)))  # the same rows, another order: another fine-tune
+    with pytest.raises(SensiEdgeError, match="baseline stage .* computed from other tokenised training rows"):
+        compress(_cfg(tiny_model_dir, data, tmp_path / "r"), resume=True, log=lambda m: None)
+    write_jsonl(data / "train.jsonl", rows)  # restored: the resume goes on without redoing the baseline
+    done = compress(_cfg(tiny_model_dir, data, tmp_path / "r"), resume=True, log=lambda m: None).report
+    assert "baseline" in done["wall_seconds"] and done["dense_baseline"] == first.report["dense_baseline"]

@@ -1,0 +1,85 @@
+"""The CLI is generated from the config dataclasses: every field is a flag with the field's help, and the
+flags build the very config a library caller would (sensi_edge/options.py, cli/generate.py)."""
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from sensi_edge.compress import CompressConfig
+from sensi_edge.export import ExportConfig
+from sensi_edge.latency import ProfileConfig
+from sensi_edge.options import described
+from sensi_edge.recipe import Recipe
+
+
+def _shown(cls):
+    """(flag, help) of every field the command line shows, nested configs flattened."""
+    out = []
+    for f, meta in described(cls):
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            out += _shown(f.default_factory)
+        elif not meta["argument"]:
+            out.append(("--" + (meta["flag"] or f.name).replace("_", "-"), meta["help"]))
+    return out
+
+
+@pytest.mark.parametrize("command,cls", [("compress", CompressConfig), ("export", ExportConfig), ("profile", ProfileConfig)])
+def test_every_config_field_is_a_flag_with_its_help(command, cls):
+    res = CliRunner().invoke(app, [command, "--help"], terminal_width=400, env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    for flag, help_text in _shown(cls):
+        assert flag in text, flag
+        assert " ".join(help_text.split())[:40] in text, (flag, help_text)
+    assert len(_shown(cls)) == {"compress": 35, "export": 18, "profile": 10}[command]  # no field silently dropped
+
+
+def test_library_only_settings_stay_off_the_command_line():
+    res = CliRunner().invoke(app, ["compress", "--help"], env={"COLUMNS": "400"})
+    for hidden in ("--save-steps", "--weight-decay", "--warmup-ratio", "--precision", "--recipe"):
+        assert hidden not in res.output
+
+
+def test_the_flags_build_the_config_a_library_caller_would(monkeypatch, tmp_path):
+    compress_module = sys.modules["sensi_edge.compress"]  # the package attribute is the function of that name
+    seen = {}
+
+    def capture(cfg, resume=False, log=print):
+        seen["cfg"], seen["resume"] = cfg, resume
+        raise KeyboardInterrupt  # stop before any work; the CLI answers 130
+
+    monkeypatch.setattr(compress_module, "compress", capture)
+    args = ["compress", "--task", "text-classification", "--data", "d", "--output", str(tmp_path / "o"),
+            "--budget", "0.3", "--budget-kind", "flops", "--epochs", "2", "--learning-rate", "1e-4", "--batch-size",
+            "16", "--seed", "7", "--sensitivity", "fisher", "--probe-density", "0.25", "--allocation", "rank",
+            "--floor-heads", "0.2", "--distill", "--distill-hidden", "1", "--trim-epochs", "4", "--method", "uniform",
+            "--text-column", "a", "--text-column", "b", "--label-column", "y", "--num-labels", "3",
+            "--keep-intermediate", "--bf16", "--resume"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 130, res.output
+    want = CompressConfig(task="text-classification", data="d", output=tmp_path / "o", budget=0.3, budget_kind="flops",
+                          recipe=Recipe(epochs=2.0, learning_rate=1e-4, batch_size=16, seed=7, precision="bf16"),
+                          sensitivity_method="fisher", probe_density=0.25, allocation="rank", floor_heads=0.2,
+                          distill=True, distill_hidden=1.0, trim_epochs=4.0, method="uniform", text_columns=("a", "b"),
+                          label_column="y", num_labels=3, keep_intermediate=True)
+    assert seen["cfg"] == want and seen["resume"] is True
+
+
+def test_the_export_flags_build_its_config(monkeypatch, tmp_path):
+    export_module = sys.modules["sensi_edge.export"]
+    seen = {}
+
+    def capture(cfg, log=print):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "export", capture)
+    res = CliRunner().invoke(app, ["export", str(tmp_path), "--onnx", "--output", str(tmp_path / "o"), "--quantize",
+                                   "dynamic", "--quantize", "static", "--split", "test", "--no-per-channel",
+                                   "--layernorm", "skip"])
+    assert res.exit_code == 130, res.output
+    assert seen["cfg"] == ExportConfig(model_dir=Path(tmp_path), output=tmp_path / "o", quantize=("dynamic", "static"),
+                                       eval_split="test", per_channel=False, layernorm="skip")
