@@ -3,7 +3,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -22,7 +21,6 @@ FAST = ["--epochs", "1", "--batch-size", "8", "--calibration-samples", "8"]
 
 def test_cli_end_to_end_on_tiny_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
     out = tmp_path / "run"
-    start = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-m", "cli.main", "compress", "--model", str(tiny_model_dir), "--task", "sst2",
          "--data", str(tiny_sst2_dir), "--budget", "0.5", "--budget-kind", "params", "--output", str(out),
@@ -30,7 +28,6 @@ def test_cli_end_to_end_on_tiny_model(tiny_model_dir, tiny_sst2_dir, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert time.perf_counter() - start < 60
     report = json.loads((out / "report.json").read_text())
     assert report["params"]["encoder_after_saved"] <= 0.5 * report["params"]["encoder_before"]
     assert report["params"]["encoder_after_saved"] == report["params"]["encoder_after_planned"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -100,6 +101,9 @@ def test_profile_command_times_real_onnx_models_and_writes_a_loadable_profile(ti
     kept = json.loads((keep / "points.json").read_text())
     assert [p["heads"] for p in kept["points"]] == [p["heads"] for p in d["points"]]
     assert all((keep / p["file"]).is_file() and "int8" in p["file"] for p in kept["points"])
+    # the profile's models have the graph of a real export: no run-time DequantizeLinear of shared LayerNorm weights
+    for p in kept["points"]:
+        assert "DequantizeLinear" not in {n.op_type for n in onnx.load(str(keep / p["file"])).graph.node}
     res = CliRunner().invoke(app, ["profile", "--model", str(tiny_model_dir), "--output", str(out)])
     assert res.exit_code == 2 and "exists and was not written by sensi-edge" in res.stderr
 
