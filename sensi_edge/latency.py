@@ -115,7 +115,8 @@ def _distinct_norms(model) -> None:
     """Give every LayerNorm its own scale and shift, as a trained model has. Freshly initialised ones are all
     ones and zeros: the exporter then shares one initializer among them and the int8 quantizer (quantizing the
     embedding LayerNorm's) puts a DequantizeLinear in front of every LayerNorm -- 37 run-time nodes in a MiniLM
-    profile model that no real export has, about 0.2 ms of fixed cost per sequence charged to the profile."""
+    profile model that no real export has (ORT's profiler: 0.23-0.32 ms per sequence at 27 tokens, 1 thread, on a
+    loaded machine), charged to the profile's fixed cost."""
     import torch
 
     with torch.no_grad():
