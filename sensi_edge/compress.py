@@ -405,8 +405,11 @@ def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, mod
 
 
 def _remove_temp_files(work: Path) -> None:
-    for tmp in work.glob(".*.tmp"):
-        if tmp.is_file():
+    """What a kill mid-write leaves: atomic writes' ``.*.tmp`` files, --reuse copies' ``.*.copy`` files or folders."""
+    for tmp in [*work.glob(".*.tmp"), *work.glob(".*.copy")]:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.is_file():
             tmp.unlink()
 
 

@@ -6,14 +6,15 @@ of those inputs is its key, recorded in ``stage_keys.json`` when it finishes. A 
 artifact with the same key is there:
 
 - ``--reuse KEPT``: the kept run's stage is copied only when its key equals this run's (the same model files,
-  the same tokenised training rows, the same recipe ...). Rows reached through another ``--data`` spelling, or
-  a ``--max-train-samples`` that selects the same rows, are the same input; an edited data folder is not.
+  the same task head, the same tokenised training rows, the same recipe ...). The same rows in another folder
+  are the same input; an edited data folder is not, nor a ``--max-train-samples`` (it reshuffles the rows).
 - ``--resume``: a finished stage whose inputs changed since it ran (the data folder edited between sessions)
   is refused instead of being mixed into a run it no longer matches.
 
-The digests are SHA-256 over canonical bytes (token ids, tensors, sorted JSON, file contents). A recipe
-contributes only its fields that differ from ``Recipe()``'s defaults, so a recipe field added by a later
-version (at its default) does not orphan the runs kept before it.
+The digests are SHA-256 over canonical bytes (token ids, tensors, sorted JSON with numbers as floats where the
+field is a float, file contents). A hub id is keyed by the commit of its snapshot in the local cache (the files
+the run loads), or by its name when no snapshot is cached yet. A version that adds a recipe field must give
+the runs kept before it that field's old value (``of_recipe``), or they stop matching.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from .artifacts import SCHEMA_VERSION, JsonArtifact
 FILE = "stage_keys.json"
 # stage -> the named inputs its result depends on (see ``inputs_of``); the order the stages run in
 STAGE_INPUTS = {
-    "baseline": ("model", "train", "validation", "recipe"),
-    "warmup": ("model", "train", "recipe", "warmup_steps"),
+    "baseline": ("model", "task", "train", "validation", "recipe"),
+    "warmup": ("model", "task", "train", "recipe", "warmup_steps"),
     "sensitivity": ("analysed_model", "calibration", "sensitivity_method", "probe_density"),
 }
 # stage -> its artifacts in the work folder, the marker (the one whose presence means "done") last
@@ -38,8 +39,9 @@ ARTIFACTS = {
     "sensitivity": ("sensitivity.png", "sensitivity.json"),
 }
 # the inputs every dense-side stage shares: a kept run that differs in one of them has nothing to give
-SHARED = ("model", "train", "validation", "recipe")
-WORDS = {"model": "model files", "train": "tokenised training rows", "validation": "validation rows",
+SHARED = ("model", "task", "train", "validation", "recipe")
+WORDS = {"model": "model files", "task": "task head and labels", "train": "tokenised training rows",
+         "validation": "validation rows",
          "recipe": "recipe", "warmup_steps": "warm-up steps", "analysed_model": "analysed model",
          "calibration": "calibration batches", "sensitivity_method": "sensitivity method",
          "probe_density": "probe density"}
@@ -58,8 +60,9 @@ def of_json(value) -> str:
 
 
 def of_folder(path: Path) -> str:
-    """Every file's relative name and bytes (hidden files and our temp names aside)."""
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-1:]))
+    """Every file's relative name and bytes; hidden files and folders (.git, .cache) aside."""
+    files = sorted(p for p in Path(path).rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
 
     def chunks():
         for p in files:
@@ -71,8 +74,16 @@ def of_folder(path: Path) -> str:
 
 
 def of_model(spec: str) -> str:
-    """A local folder by its files; a hub id by its name (the hub cache holds one revision of it)."""
-    return of_folder(Path(spec)) if Path(spec).is_dir() else of_json({"hub": spec})
+    """A local folder by its files; a hub id by the commit of its cached snapshot (two names of one repository
+    agree, a new revision does not), or by its name before anything of it is cached."""
+    if Path(spec).is_dir():
+        return of_folder(Path(spec))
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str):  # .../snapshots/<commit>/config.json
+        return of_json({"hub_commit": Path(cached).parent.name})
+    return of_json({"hub": spec})
 
 
 def of_rows(ds) -> str:
@@ -93,9 +104,12 @@ def of_batches(batches: list[dict]) -> str:
 
 
 def of_recipe(recipe) -> str:
-    """The fields that differ from the defaults (so a field added later, at its default, changes nothing)."""
-    defaults = type(recipe)().to_dict()
-    return of_json({k: v for k, v in recipe.to_dict().items() if defaults.get(k, object()) != v})
+    """Every field, a float field's value as a float (``epochs=2`` and ``epochs=2.0`` are one recipe)."""
+    import dataclasses
+
+    kinds = {f.name: f.type for f in dataclasses.fields(recipe)}
+    return of_json({k: float(v) if kinds[k] in ("float", float) and isinstance(v, int) else v
+                    for k, v in recipe.to_dict().items()})
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,8 @@ class StageKeys(JsonArtifact):
     def differing(self, stage: str, inputs: dict) -> list[str]:
         """Names of this stage's inputs recorded here that differ from ``inputs`` (words a user reads)."""
         mine = self.stages.get(stage, {}).get("inputs", {})
-        return [WORDS.get(n, n) for n in inputs if n in mine and mine[n] != inputs[n]]
+        names = [WORDS.get(n, n) for n in inputs if n in mine and mine[n] != inputs[n]]
+        return names or ["inputs (declared differently by another sensi-edge version)"]
 
     def shared_differing(self, inputs: dict) -> list[str]:
         """The SHARED inputs that differ between any recorded stage here and ``inputs`` (name -> digest)."""

@@ -75,6 +75,8 @@ class Run:
                 outcome = self._settle(stage)
             except SensiEdgeError as exc:
                 outcome = exc
+            except Exception as exc:  # a full disk, a torn file: the other ranks must hear it, not wait forever
+                outcome = SensiEdgeError(f"cannot settle the {stage} stage in {self.work}: {first_line(exc)}")
         outcome = distributed.from_main(outcome)
         if isinstance(outcome, SensiEdgeError):
             raise outcome
@@ -105,6 +107,7 @@ class Run:
             tmp = self.work / f".{name}.copy"
             shutil.rmtree(tmp, ignore_errors=True)
             (shutil.copytree if (source / name).is_dir() else shutil.copy2)(source / name, tmp)
+            shutil.rmtree(self.work / name, ignore_errors=True)  # a copy killed before its marker: done again
             os.replace(tmp, self.work / name)
         self.record(stage)
         ran = {**_json_or_empty(source / "reused_timings.json"), **_json_or_empty(source / "timings.json")}
@@ -167,7 +170,7 @@ def prepare(run: Run, train, val) -> None:
                 "rows": {"train": len(train_rows), "calibration": n_calib, "validation": len(val_rows)}}
     run.log(f"task {run.task.name}: {len(train_rows)} train rows ({len(train_enc)} features), {n_calib} calibration "
             f"rows (held out), {len(val_rows)} validation rows; {recipe_steps} steps per fine-tune")
-    run.digests = _digests(run, train_enc, val_rows)
+    run.digests = distributed.from_main(_digests(run, train_enc, val_rows) if run.main else None)  # rank 0 decides
     if cfg.reuse and (differ := StageKeys.read(Path(cfg.reuse)).shared_differing(run.digests)):
         raise SensiEdgeError(f"--reuse {cfg.reuse}: its inputs differ from this run's ({', '.join(differ)}); nothing in "
                              "it can be reused (pass a run kept with the same model, rows and recipe, or drop --reuse)")
@@ -178,7 +181,7 @@ def _digests(run: Run, train_enc, val_rows) -> dict:
     from .stage_keys import of_batches, of_model, of_recipe, of_rows
 
     cfg, d = run.cfg, run.data
-    out = {"model": of_model(run.model_spec), "train": of_rows(train_enc),
+    out = {"model": of_model(run.model_spec), "task": of_json(run.task.to_dict()), "train": of_rows(train_enc),
            "validation": of_json([of_rows(val_rows), run.task.name, run.seq_len, cfg.doc_stride]),
            "recipe": of_recipe(cfg.recipe), "warmup_steps": d["warmup_steps"], "calibration": of_batches(d["calib"]),
            "sensitivity_method": cfg.sensitivity_method, "probe_density": cfg.probe_density}

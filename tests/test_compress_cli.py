@@ -354,7 +354,7 @@ def test_stage_keys_are_digests_of_the_data_each_stage_reads(tiny_model_dir, tin
     a = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", keep_intermediate=True), log=lambda m: None)
     keys = StageKeys.read(a.output)
     assert set(keys.stages) == {"baseline", "sensitivity"}
-    assert set(keys.stages["baseline"]["inputs"]) == {"model", "train", "validation", "recipe"}
+    assert set(keys.stages["baseline"]["inputs"]) == {"model", "task", "train", "validation", "recipe"}
     edited = tmp_path / "edited"
     shutil.copytree(tiny_sst2_dir, edited)
     rows = [json.loads(line) for line in (edited / "train.jsonl").read_text().splitlines()]
@@ -400,5 +400,33 @@ def test_a_refused_reuse_or_resume_names_the_input_that_changed(tiny_model_dir, 
     with pytest.raises(SensiEdgeError, match="baseline stage .* computed from other tokenised training rows"):
         compress(_cfg(tiny_model_dir, data, tmp_path / "r"), resume=True, log=lambda m: None)
     write_jsonl(data / "train.jsonl", rows)  # restored: the resume goes on without redoing the baseline
-    done = compress(_cfg(tiny_model_dir, data, tmp_path / "r"), resume=True, log=lambda m: None).report
-    assert "baseline" in done["wall_seconds"] and done["dense_baseline"] == first.report["dense_baseline"]
+    stamp = (tmp_path / "r.partial" / "baseline.json").stat().st_mtime_ns
+    done = compress(_cfg(tiny_model_dir, data, tmp_path / "r"), resume=True, log=lambda m: None)
+    assert (done.output / "baseline.json").stat().st_mtime_ns == stamp  # taken as it was, not recomputed
+
+
+def test_reuse_refuses_another_task_head_and_survives_a_kill_mid_copy(tiny_model_dir, tiny_sst2_dir, tmp_path,
+                                                                     monkeypatch):
+    first = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", keep_intermediate=True), log=lambda m: None)
+    generic = CompressConfig(task="text-classification", data=str(tiny_sst2_dir), output=tmp_path / "g",
+                             model=str(tiny_model_dir), recipe=Recipe(epochs=1, batch_size=8, save_steps=2),
+                             calibration_samples=8, text_columns=("sentence",), label_column="label", num_labels=3,
+                             reuse=first.output)
+    with pytest.raises(SensiEdgeError, match=r"its inputs differ from this run's \(task head and labels, validation rows\)"):
+        compress(generic, log=lambda m: None)
+    # killed after dense_model/ was copied in, before baseline.json: --resume copies the stage again, cleanly
+    real = shutil.copy2
+
+    def killed(src, dst, *a, **kw):
+        if str(dst).endswith(".baseline.json.copy"):
+            raise KeyboardInterrupt
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", killed)
+    with pytest.raises(KeyboardInterrupt):
+        compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b", reuse=first.output), log=lambda m: None)
+    assert (tmp_path / "b.partial" / "dense_model").is_dir() and not (tmp_path / "b.partial" / "baseline.json").exists()
+    monkeypatch.setattr(shutil, "copy2", real)
+    done = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b", reuse=first.output), resume=True,
+                    log=lambda m: None)
+    assert "baseline" not in done.report["wall_seconds"] and not list(done.output.glob(".*.copy"))
