@@ -3,6 +3,8 @@
     python -m benchmarks.latency_budget [--fraction 0.45] [--seeds 1] [--threads 1 2] [--reuse-from runs/accuracy]
     python -m benchmarks.latency_budget --recipe distill-hidden-2x --seeds 1 2 3   (the same budget, issue 12's
         trimmed-fine-tune flags: results/latency_budget_distill-hidden-2x.{json,md})
+    python -m benchmarks.latency_budget --recipe distill-hidden-2x --full --seeds 1 2 3   (every step below with
+        those flags: results/latency_budget_distill-hidden-2x_full.{json,md})
 
 1. ``sensi-edge profile --threads 1 --seq-len 128 --points 16 --seconds 2`` -> results/latency_profile_t1_s128.json.
 2. Budget = ``--fraction`` x the profile's dense point (MiniLM shape, int8, 1 thread, 128 tokens), in ms.
@@ -46,7 +48,11 @@ def _int8(rep: dict) -> dict:
     return next(v for v in rep["variants"] if v["name"] == "int8-dynamic")
 
 
-def prediction_check(work: Path, seeds: list[int]) -> dict:
+def _tag(recipe: str | None) -> str:
+    return f"latency_{recipe}" if recipe else "latency"
+
+
+def prediction_check(work: Path, seeds: list[int], recipe: str | None = None) -> dict:
     """The latency model checked against real exports under the same conditions: the profile's models (rebuilt,
     same geometries) and every seed's int8 exports timed in one set of interleaved rounds (ONNX Runtime only,
     1 thread, 128 tokens), the line fitted to this session's profile points, then each export predicted from its
@@ -56,7 +62,7 @@ def prediction_check(work: Path, seeds: list[int]) -> dict:
     from sensi_edge.latency import build_point_models
     from sensi_edge.loading import default_model_path
 
-    path = work / "prediction-check.json"
+    path = work / ("prediction-check.json" if recipe is None else f"prediction-check_{recipe}.json")
     if path.is_file():
         return json.loads(path.read_text())
     models = work / "profile_models"
@@ -66,7 +72,8 @@ def prediction_check(work: Path, seeds: list[int]) -> dict:
     files = {f"point{i}": models / p["file"] for i, p in enumerate(meta["points"])}
     geoms = {}
     for seed in seeds:
-        for kind, folder in (("compressed", f"rt-polarity_latency_s{seed}-onnx"), ("dense", f"rt-polarity_dense-ours_s{seed}-onnx")):
+        for kind, folder in (("compressed", f"rt-polarity_{_tag(recipe)}_s{seed}-onnx"),
+                             ("dense", f"rt-polarity_dense-ours_s{seed}-onnx")):
             rep = json.loads((work / folder / "export_report.json").read_text())
             files[f"{kind}_s{seed}"] = work / folder / _int8(rep)["file"]
             geoms[f"{kind}_s{seed}"] = rep["geometry"]
@@ -83,15 +90,18 @@ def prediction_check(work: Path, seeds: list[int]) -> dict:
     return out
 
 
-def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, threads: list[int]) -> dict:
-    out = work / f"rt-polarity_latency_s{seed}"
+def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, threads: list[int],
+             recipe: str | None = None) -> dict:
+    """One seed end to end; ``recipe``: the compress runs with that RECIPES entry's trimmed-fine-tune flags."""
+    kwargs, flags = RECIPES[recipe] if recipe else ({}, "")
+    out = work / f"rt-polarity_{_tag(recipe)}_s{seed}"
     reuse = reuse_from / f"rt-polarity_default_b0.5_s{seed}" if reuse_from else None
     if reuse is not None and not (reuse / "dense_model" / "config.json").is_file():
         reuse = None
     if not (out / "report.json").is_file():
         compress(CompressConfig(task="sst2", data=str(DATA), output=out, budget=budget_ms, budget_kind="latency",
                                 latency_profile=PROFILE, recipe=Recipe(epochs=2, seed=seed), max_train_samples=4000,
-                                reuse=reuse, keep_intermediate=reuse is None),
+                                reuse=reuse, keep_intermediate=reuse is None, **kwargs),
                  resume=(work / f"{out.name}.partial").exists())
     report = json.loads((out / "report.json").read_text())
     dense_model = (reuse or out) / "dense_model"
@@ -135,7 +145,7 @@ def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, t
         "mean_tokens": rows[("compressed", threads[0], "real")]["mean_tokens"],
         "command": f"sensi-edge compress --task sst2 --data ../shared/data/rt-polarity --max-train-samples 4000 --epochs 2 "
                    f"--seed {seed} --budget-kind latency --budget {budget_ms:.3f} --latency-profile "
-                   f"benchmarks/results/{PROFILE.name} --output rt-polarity_latency_s{seed}"
+                   f"benchmarks/results/{PROFILE.name}{flags} --output {out.name}"
                    + (f" --reuse {reuse}" if reuse else ""),
     }
 
@@ -275,9 +285,15 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only rebuild the page from the committed JSON")
     ap.add_argument("--recipe", choices=list(RECIPES), help="rerun the budget's compress with this trimmed-fine-tune "
                     "recipe (accuracy, plan check, share of dense int8) instead of the whole default benchmark")
+    ap.add_argument("--full", action="store_true", help="with --recipe: the whole benchmark (exports, speed on real "
+                    "sentences at every --threads, prediction check) with that recipe -> <page>_<recipe>_full")
     args = ap.parse_args()
     name = "latency_budget" if args.fraction == 0.45 else f"latency_budget_f{args.fraction:g}"  # 0.45: issue 16's
-    if args.recipe:
+    if args.recipe and args.full:
+        name, recipe = f"{name}_{args.recipe}_full", args.recipe
+    else:
+        recipe = None
+    if args.recipe and not args.full:
         default = json.loads((RESULTS / f"{name}.json").read_text())
         path = RESULTS / f"{name}_{args.recipe}.json"
         done = json.loads(path.read_text())["runs"] if path.is_file() else []
@@ -302,8 +318,8 @@ def main() -> None:
     dense_ms = prof["points"][0]["median_ms"]  # profile_geometries puts the dense shape first
     budget_ms = round(args.fraction * dense_ms, 3)
     model = load_profile(PROFILE)
-    runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads) for s in args.seeds]
-    check = prediction_check(args.workdir, args.seeds)
+    runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads, recipe) for s in args.seeds]
+    check = prediction_check(args.workdir, args.seeds, recipe)
     summary = {"fraction": args.fraction, "budget_ms": budget_ms,
                "profile": {"cpu": model.cpu, "threads": model.threads, "seq_len": model.seq_len, "fit": prof["fit"],
                            "dense_ms": dense_ms},
