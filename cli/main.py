@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 # the configs carry every option's default, help and choices (light imports: no torch, no transformers)
+from sensi_edge.bench import BenchConfig
 from sensi_edge.compress import CompressConfig
 from sensi_edge.export import ExportConfig
 from sensi_edge.latency import ProfileConfig
@@ -180,29 +181,19 @@ def evaluate(
 
 @app.command()
 @_guarded
-def bench(
-    models: List[Path] = typer.Argument(..., help="model folders and/or .onnx files"),
-    output: Path = typer.Option(Path("bench_report.json"), help="JSON report (a .md table is written beside it)"),
-    baseline: Optional[Path] = typer.Option(None, help="baseline model [default: the dense model the variants came from]"),
-    no_baseline: bool = typer.Option(False, help="measure without a baseline"),
-    batch: int = typer.Option(1),
-    seq_len: Optional[int] = typer.Option(None, help="[default: 128, 384 for QA models]"),
-    threads: List[int] = typer.Option([1, 2], help="thread counts (repeat the flag)"),
-    runs: int = typer.Option(100, help="runs per variant (or --seconds, whichever comes first)"),
-    seconds: float = typer.Option(10.0, help="measured seconds per variant (or --runs)"),
-    warmup: int = typer.Option(10),
-    texts_from: Optional[str] = typer.Option(None, help="also time batch 1 over this task data's validation texts at their own lengths (with --task)"),
-    task: Optional[str] = typer.Option(None, help="the task preset of --texts-from (names its text columns)"),
-    texts: int = typer.Option(500, help="validation texts used by --texts-from"),
-    passes: int = typer.Option(2, help="times every text runs through every variant"),
-    overwrite: bool = typer.Option(False, help="replace --output even if sensi-edge did not write it"),
-):
+@from_config(BenchConfig, extra=(
+    extra_option("output", Path, Path("bench_report.json"), "JSON report (a .md table is written beside it)"),
+    extra_option("no_baseline", bool, False, "measure without a baseline"),
+    extra_option("overwrite", bool, False, "replace --output even if sensi-edge did not write it"),
+))
+def bench(cfg: BenchConfig, output: Path, no_baseline: bool, overwrite: bool):
     """Latency of model folders and ONNX files, interleaved, with ratios to a baseline measured in the same run."""
-    from sensi_edge.bench import BenchConfig, bench as run, check_output, render_markdown, save
+    from dataclasses import replace
 
-    cfg = BenchConfig(models=tuple(models), baseline=baseline, auto_baseline=not no_baseline, batch=batch, seq_len=seq_len,
-                      threads=tuple(threads), warmup=warmup, min_runs=runs, min_seconds=seconds,
-                      texts_from=texts_from, task=task, texts=texts, passes=passes)
+    from sensi_edge.bench import bench as run, check_output, render_markdown, save
+
+    if no_baseline:
+        cfg = replace(cfg, auto_baseline=False)
     check_output(output, overwrite)  # before measuring: a measurement is never lost to an unwritable output
     report = run(cfg, log=lambda m: typer.echo(m, err=True))
     save(report, output, overwrite)

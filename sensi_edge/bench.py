@@ -21,6 +21,7 @@ from . import bundle_runtime as rt
 from .artifacts import compress_report_for, export_report_for, write_json_atomic
 from .cost import Geometry, encoder_flops
 from .errors import SensiEdgeError, first_line
+from .options import option
 from .runners import head_of_config, head_of_outputs
 from .tasks import default_seq_len
 
@@ -161,21 +162,24 @@ def _probe_main(path: str, threads: int, batch: int, seq_len: int, qa: bool = Fa
 
 @dataclass(frozen=True)
 class BenchConfig:
-    models: tuple[Path, ...]
-    baseline: Path | None = None
-    auto_baseline: bool = True
-    batch: int = 1
-    seq_len: int | None = None  # default 128, 384 for QA models
-    threads: tuple[int, ...] = (1, 2)
-    warmup: int = 10
-    min_runs: int = 100
-    min_seconds: float = 10.0
-    ceiling_seconds: float = 2.0
+    """Every setting of a latency measurement; each field's help is the CLI's (``cli/generate.py`` builds the flags)."""
+
+    models: tuple[Path, ...] = option(argument=True, help="model folders and/or .onnx files")
+    baseline: Path | None = option(None, help="baseline model", show_default="the dense model the variants came from")
+    auto_baseline: bool = option(True, cli=False)  # the CLI's --no-baseline
+    batch: int = option(1, help="sequences per run")
+    seq_len: int | None = option(None, help="tokens per sequence", show_default="128, 384 for QA models")
+    threads: tuple[int, ...] = option((1, 2), help="thread counts (repeat the flag)")
+    warmup: int = option(10, help="untimed runs per variant first")
+    min_runs: int = option(100, flag="runs", help="runs per variant (or --seconds, whichever comes first)")
+    min_seconds: float = option(10.0, flag="seconds", help="measured seconds per variant (or --runs)")
+    ceiling_seconds: float = option(2.0, cli=False)
     # real inputs: batch 1 over a task's validation texts at their own lengths, tokenizer timed apart
-    texts_from: str | None = None  # task data (folder or hub id), with task
-    task: str | None = None
-    texts: int = 500  # rows used
-    passes: int = 2  # times every row runs through every variant
+    texts_from: str | None = option(None, help="also time batch 1 over this task data's validation texts at their own "
+                                               "lengths (with --task)")
+    task: str | None = option(None, help="the task preset of --texts-from (names its text columns)")
+    texts: int = option(500, help="validation texts used by --texts-from")
+    passes: int = option(2, help="times every text runs through every variant")
 
     def __post_init__(self):
         from . import checks

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from sensi_edge.bench import BenchConfig
 from sensi_edge.compress import CompressConfig
 from sensi_edge.export import ExportConfig
 from sensi_edge.latency import ProfileConfig
@@ -26,7 +27,8 @@ def _shown(cls):
     return out
 
 
-@pytest.mark.parametrize("command,cls", [("compress", CompressConfig), ("export", ExportConfig), ("profile", ProfileConfig)])
+@pytest.mark.parametrize("command,cls", [("compress", CompressConfig), ("export", ExportConfig), ("profile", ProfileConfig),
+                                         ("bench", BenchConfig)])
 def test_every_config_field_is_a_flag_with_its_help(command, cls):
     res = CliRunner().invoke(app, [command, "--help"], terminal_width=400, env={"COLUMNS": "400"})
     assert res.exit_code == 0, res.output
@@ -34,7 +36,7 @@ def test_every_config_field_is_a_flag_with_its_help(command, cls):
     for flag, help_text in _shown(cls):
         assert flag in text, flag
         assert " ".join(help_text.split())[:40] in text, (flag, help_text)
-    assert len(_shown(cls)) == {"compress": 35, "export": 18, "profile": 10}[command]  # no field silently dropped
+    assert len(_shown(cls)) == {"compress": 35, "export": 18, "profile": 10, "bench": 11}[command]  # no field silently dropped
 
 
 def test_library_only_settings_stay_off_the_command_line():
@@ -83,3 +85,19 @@ def test_the_export_flags_build_its_config(monkeypatch, tmp_path):
     assert res.exit_code == 130, res.output
     assert seen["cfg"] == ExportConfig(model_dir=Path(tmp_path), output=tmp_path / "o", quantize=("dynamic", "static"),
                                        eval_split="test", per_channel=False, layernorm="skip")
+
+
+def test_the_bench_flags_build_its_config(monkeypatch, tmp_path):
+    bench_module = sys.modules["sensi_edge.bench"]
+    seen = {}
+
+    def capture(cfg, log=print):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_module, "bench", capture)
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    res = CliRunner().invoke(app, ["bench", str(a), str(b), "--threads", "1", "--runs", "7", "--seconds", "0.5",
+                                   "--no-baseline", "--output", str(tmp_path / "r.json")])
+    assert res.exit_code == 130, res.output
+    assert seen["cfg"] == BenchConfig(models=(a, b), auto_baseline=False, threads=(1,), min_runs=7, min_seconds=0.5)
