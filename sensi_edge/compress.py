@@ -90,6 +90,8 @@ class CompressConfig:
                                        "baseline)")
     distill_hidden: float = option(0.0, help="with --distill: weight of layer-wise hidden-state matching (0 = outputs "
                                              "only)")
+    accurate: bool = option(False, help="the measured accurate recipe in one flag: --distill, --distill-hidden 1 and "
+                                        "--trim-epochs twice --epochs (each unless given); 1.2-1.7x the run's time")
     baseline: bool = option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed "
                                        "from (--no-baseline: one fine-tune, from a brief warm-up)")
     method: str = option("sensitivity", help=" | ".join(f"{m.name} ({m.summary})" for m in METHODS.values()))
@@ -133,6 +135,8 @@ class CompressConfig:
         if self.baseline and self.warmup_fraction is not None:
             raise SensiEdgeError("--warmup-fraction applies only with --no-baseline (one-fine-tune mode); with the "
                                  "baseline the fine-tuned dense model is analysed: drop --warmup-fraction")
+        if self.accurate:
+            self._resolve_accurate()
         if not (math.isfinite(self.distill_hidden) and self.distill_hidden >= 0):
             raise SensiEdgeError(f"--distill-hidden must be a weight >= 0, got {self.distill_hidden}")
         if self.distill_hidden > 0 and not self.distill:
@@ -143,6 +147,19 @@ class CompressConfig:
 
         if get_method(self.method).needs_dense_fine_tune and not self.baseline:
             raise SensiEdgeError(f"--method {self.method} plans on the fine-tuned dense model: drop --no-baseline")
+
+    def _resolve_accurate(self) -> None:
+        """``--accurate`` = the flags that met issue 12's targets where the default did not (rt-polarity and
+        qnli-squad at 0.5 and 0.3, 3 seeds each: +0.4 to +3.1 points per seed over the default, 12 of 12 pairs).
+        A teacher pass per step and twice the trimmed steps are why it is not the default. Resolved here, once, so
+        the stages, the report and the stage keys see plain --distill / --distill-hidden / --trim-epochs values."""
+        if not self.baseline:
+            raise SensiEdgeError("--accurate distils from the fine-tuned dense model: drop --no-baseline")
+        object.__setattr__(self, "distill", True)
+        if self.distill_hidden == 0:
+            object.__setattr__(self, "distill_hidden", 1.0)
+        if self.trim_epochs is None:
+            object.__setattr__(self, "trim_epochs", 2 * self.recipe.epochs)
 
     @property
     def trim_recipe(self) -> Recipe:

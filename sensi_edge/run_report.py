@@ -110,6 +110,7 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "sensitivity": _sensitivity_section(cfg, sens),
         "allocation": {"name": cfg.allocation if get_method(cfg.method).own_allocation else None,
                        "floors": plan.source.get("floors"), "calibration": plan.source.get("calibration")},
+        "accurate": cfg.accurate,  # --accurate: the three settings below and trim_recipe came from it
         "distill": cfg.distill,
         "distill_hidden": cfg.distill_hidden,
         "masked_vs_pruned_max_abs_diff": trim_info.masked_vs_pruned_max_abs_diff,

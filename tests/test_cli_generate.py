@@ -36,7 +36,7 @@ def test_every_config_field_is_a_flag_with_its_help(command, cls):
     for flag, help_text in _shown(cls):
         assert flag in text, flag
         assert " ".join(help_text.split())[:40] in text, (flag, help_text)
-    assert len(_shown(cls)) == {"compress": 35, "export": 18, "profile": 10, "bench": 11}[command]  # no field silently dropped
+    assert len(_shown(cls)) == {"compress": 36, "export": 18, "profile": 10, "bench": 11}[command]  # no field silently dropped
 
 
 def test_library_only_settings_stay_off_the_command_line():
@@ -68,6 +68,29 @@ def test_the_flags_build_the_config_a_library_caller_would(monkeypatch, tmp_path
                           distill=True, distill_hidden=1.0, trim_epochs=4.0, method="uniform", text_columns=("a", "b"),
                           label_column="y", num_labels=3, keep_intermediate=True)
     assert seen["cfg"] == want and seen["resume"] is True
+
+
+def test_accurate_is_the_measured_recipe_and_explicit_flags_win(monkeypatch, tmp_path):
+    """--accurate = --distill --distill-hidden 1 --trim-epochs 2x --epochs (issue 12's rows); a flag given beside
+    it keeps its value, and the resolved config is what a caller spelling the flags out would build."""
+    compress_module = sys.modules["sensi_edge.compress"]
+    seen = []
+
+    def capture(cfg, resume=False, log=print):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compress_module, "compress", capture)
+    base = ["compress", "--task", "sst2", "--data", "d", "--output", str(tmp_path / "o"), "--epochs", "2"]
+    for extra in (["--accurate"], ["--accurate", "--trim-epochs", "3", "--distill-hidden", "0.5"], []):
+        assert CliRunner().invoke(app, base + extra).exit_code == 130
+    accurate, explicit, default = seen
+    spelled = CompressConfig(task="sst2", data="d", output=tmp_path / "o", recipe=Recipe(epochs=2.0), distill=True,
+                             distill_hidden=1.0, trim_epochs=4.0)
+    assert (accurate.distill, accurate.distill_hidden, accurate.trim_recipe) == \
+        (spelled.distill, spelled.distill_hidden, spelled.trim_recipe)
+    assert (explicit.distill, explicit.distill_hidden, explicit.trim_epochs) == (True, 0.5, 3.0)
+    assert (default.distill, default.distill_hidden, default.trim_epochs) == (False, 0.0, None)
 
 
 def test_the_export_flags_build_its_config(monkeypatch, tmp_path):

@@ -261,9 +261,9 @@ def test_analysed_model_is_the_fine_tuned_dense_model(tiny_model_dir, tiny_sst2_
 
 
 def test_distilled_trim_runs_and_is_recorded(tiny_model_dir, tiny_sst2_dir, tmp_path):
-    r = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd", distill=True, distill_hidden=1.0),
-                 log=lambda m: None).report
-    assert r["distill"] is True and r["distill_hidden"] == 1.0 and r["masked_vs_pruned_max_abs_diff"] < 1e-4
+    r = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd", accurate=True), log=lambda m: None).report
+    assert r["accurate"] is True and r["distill"] is True and r["distill_hidden"] == 1.0
+    assert r["trim_steps"] == 2 * r["recipe_steps"] and r["masked_vs_pruned_max_abs_diff"] < 1e-4
     with pytest.raises(Exception, match="--distill learns from the fine-tuned dense model"):
         compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "kd2", distill=True, baseline=False), log=lambda m: None)
     with pytest.raises(Exception, match="applies only with --no-baseline"):
@@ -316,6 +316,7 @@ def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_mode
     (["--distill", "--no-baseline"], "--distill learns from the fine-tuned dense model"),
     (["--distill-hidden", "1"], "--distill-hidden weights a part of the distillation loss: add --distill"),
     (["--distill", "--distill-hidden", "-1"], "--distill-hidden must be a weight >= 0"),
+    (["--accurate", "--no-baseline"], "--accurate distils from the fine-tuned dense model: drop --no-baseline"),
 ])
 def test_numbers_that_would_train_nothing_or_diverge_are_refused(tiny_model_dir, tiny_sst2_dir, tmp_path, flags, message):
     res = CliRunner().invoke(app, ["compress", "--model", str(tiny_model_dir), "--task", "sst2", "--data",
