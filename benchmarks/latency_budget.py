@@ -25,6 +25,7 @@ import json
 import statistics
 from pathlib import Path
 
+from sensi_edge import bundle_runtime as rt
 from sensi_edge.bench import BenchConfig, bench, render_markdown
 from sensi_edge.compress import CompressConfig, compress
 from sensi_edge.export import ExportConfig, export
@@ -91,7 +92,7 @@ def prediction_check(work: Path, seeds: list[int], recipe: str | None = None) ->
 
 
 def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, threads: list[int],
-             recipe: str | None = None) -> dict:
+             recipe: str | None = None, profile_path: Path = PROFILE) -> dict:
     """One seed end to end; ``recipe``: the compress runs with that RECIPES entry's trimmed-fine-tune flags."""
     kwargs, flags = RECIPES[recipe] if recipe else ({}, "")
     out = work / f"rt-polarity_{_tag(recipe)}_s{seed}"
@@ -100,7 +101,7 @@ def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, t
         reuse = None
     if not (out / "report.json").is_file():
         compress(CompressConfig(task="sst2", data=str(DATA), output=out, budget=budget_ms, budget_kind="latency",
-                                latency_profile=PROFILE, recipe=Recipe(epochs=2, seed=seed), max_train_samples=4000,
+                                latency_profile=profile_path, recipe=Recipe(epochs=2, seed=seed), max_train_samples=4000,
                                 reuse=reuse, keep_intermediate=reuse is None, **kwargs),
                  resume=(work / f"{out.name}.partial").exists())
     report = json.loads((out / "report.json").read_text())
@@ -145,7 +146,7 @@ def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, t
         "mean_tokens": rows[("compressed", threads[0], "real")]["mean_tokens"],
         "command": f"sensi-edge compress --task sst2 --data ../shared/data/rt-polarity --max-train-samples 4000 --epochs 2 "
                    f"--seed {seed} --budget-kind latency --budget {budget_ms:.3f} --latency-profile "
-                   f"benchmarks/results/{PROFILE.name}{flags} --output {out.name}"
+                   f"benchmarks/results/{profile_path.name}{flags} --output {out.name}"
                    + (f" --reuse {reuse}" if reuse else ""),
     }
 
@@ -221,10 +222,22 @@ def render_recipe(summary: dict, default: dict) -> str:
     return "\n".join(lines)
 
 
+def _hosts(summary: dict) -> list[str]:
+    """Which CPU the profile came from and which ran the benchmark (pages before this field: not recorded)."""
+    p, host = summary["profile"], summary.get("host")
+    if host is None:
+        return []
+    same = p.get("isa") == host["isa"] and p["cpu"] == host["cpu"]
+    return [f"Profile {p.get('file', '?')}: taken on {p['cpu']} ({', '.join(p.get('isa', []))}); benchmark host: "
+            f"{host['cpu']} ({', '.join(host['isa'])})" + ("." if same else " -- **not the profile's CPU**: the plan "
+            "was made for another machine, so 'same session: of dense' measures how far that profile carries."), ""]
+
+
 def render(summary: dict) -> str:
     p, runs, check = summary["profile"], summary["runs"], summary["prediction_check"]
     fit = p["fit"]
     lines = [f"# Latency budget on this machine ({p['cpu']}, {p['threads']} thread, {p['seq_len']} tokens, int8)", "",
+             *_hosts(summary),
              "`python -m benchmarks.latency_budget` (module docstring: steps). Profile: `sensi-edge profile --threads 1 "
              f"--seq-len 128 --points 16 --seconds 2` -> {fit['fixed_ms']:.3f} ms + {fit['per_head_ms'] * 1e3:.2f} us/head + "
              f"{fit['per_neuron_ms'] * 1e3:.3f} us/neuron (R^2 {fit['r2']:.4f}; leave-one-out error median "
@@ -285,6 +298,9 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only rebuild the page from the committed JSON")
     ap.add_argument("--recipe", choices=list(RECIPES), help="rerun the budget's compress with this trimmed-fine-tune "
                     "recipe (accuracy, plan check, share of dense int8) instead of the whole default benchmark")
+    ap.add_argument("--profile", type=Path, default=PROFILE, help="the latency profile to plan with, taken on this "
+                    "host first when the file does not exist (a profile holds for the CPU it was taken on)")
+    ap.add_argument("--tag", help="suffix of the results page's name (e.g. the host a --profile was taken on)")
     ap.add_argument("--full", action="store_true", help="with --recipe: the whole benchmark (exports, speed on real "
                     "sentences at every --threads, prediction check) with that recipe -> <page>_<recipe>_full")
     args = ap.parse_args()
@@ -308,21 +324,26 @@ def main() -> None:
             (RESULTS / f"{name}_{args.recipe}.md").write_text(render_recipe(summary, default))
             print((RESULTS / f"{name}_{args.recipe}.md").read_text())
         return
+    if args.tag:
+        name = f"{name}_{args.tag}"
     if args.render:
         (RESULTS / f"{name}.md").write_text(render(json.loads((RESULTS / f"{name}.json").read_text())))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    if not PROFILE.is_file():
-        profile(ProfileConfig(output=PROFILE, threads=1, seq_len=128, points=16, seconds=2.0))
-    prof = json.loads(PROFILE.read_text())
+    if not args.profile.is_file():
+        profile(ProfileConfig(output=args.profile, threads=1, seq_len=128, points=16, seconds=2.0))
+    prof = json.loads(args.profile.read_text())
     dense_ms = prof["points"][0]["median_ms"]  # profile_geometries puts the dense shape first
     budget_ms = round(args.fraction * dense_ms, 3)
-    model = load_profile(PROFILE)
-    runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads, recipe) for s in args.seeds]
+    model = load_profile(args.profile)
+    runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads, recipe, args.profile)
+            for s in args.seeds]
     check = prediction_check(args.workdir, args.seeds, recipe)
     summary = {"fraction": args.fraction, "budget_ms": budget_ms,
                "profile": {"cpu": model.cpu, "threads": model.threads, "seq_len": model.seq_len, "fit": prof["fit"],
-                           "dense_ms": dense_ms},
+                           "dense_ms": dense_ms, "file": args.profile.name,
+                           "isa": sorted(k for k, v in prof["environment"]["cpu"]["isa"].items() if v)},
+               "host": {"cpu": rt.cpu_info()["model"], "isa": sorted(k for k, v in rt.cpu_info()["isa"].items() if v)},
                "runs": runs, "prediction_check": check}
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(render(summary))
