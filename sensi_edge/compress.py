@@ -150,7 +150,7 @@ class CompressConfig:
 
     def _resolve_accurate(self) -> None:
         """``--accurate`` = the flags that met issue 12's targets where the default did not (rt-polarity and
-        qnli-squad at 0.5 and 0.3, 3 seeds each: +0.4 to +3.1 points per seed over the default, 12 of 12 pairs).
+        qnli-squad at 0.5 and 0.3, 3 seeds each: +0.3 to +3.1 points per seed over the default, 12 of 12 pairs).
         A teacher pass per step and twice the trimmed steps are why it is not the default. Resolved here, once, so
         the stages, the report and the stage keys see plain --distill / --distill-hidden / --trim-epochs values."""
         if not self.baseline:
