@@ -90,8 +90,9 @@ class CompressConfig:
                                        "baseline)")
     distill_hidden: float = option(0.0, help="with --distill: weight of layer-wise hidden-state matching (0 = outputs "
                                              "only)")
-    accurate: bool = option(False, help="the measured accurate recipe in one flag: --distill, --distill-hidden 1 and "
-                                        "--trim-epochs twice --epochs (each unless given); 1.2-1.7x the run's time")
+    accurate: bool = option(False, help="the measured accurate recipe in one flag: --distill, --distill-hidden 1 (unless a "
+                                        "weight > 0 is given) and --trim-epochs twice --epochs (unless given); 1.2-1.7x "
+                                        "the run's time")
     baseline: bool = option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed "
                                        "from (--no-baseline: one fine-tune, from a brief warm-up)")
     method: str = option("sensitivity", help=" | ".join(f"{m.name} ({m.summary})" for m in METHODS.values()))
