@@ -136,7 +136,10 @@ def run_seed(seed: int, budget_ms: float, work: Path, reuse_from: Path | None, t
         "plan": report["plan"], "encoder_ratio": report["params"]["encoder_ratio"],
         "dense_pytorch": report["dense_baseline"][m], "compressed_pytorch": report["compressed"][m],
         "dense_int8": _int8(dense)["metrics"][m], "compressed_int8": _int8(comp)["metrics"][m],
-        "latency": {f"{who}/t{t}/{inp}": {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"]}
+        "latency": {f"{who}/t{t}/{inp}": {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"],
+                                          **({"tokenizer_median_ms": r["tokenizer_median_ms"],
+                                              "tokenizer_p90_ms": r["tokenizer_p90_ms"]}
+                                             if "tokenizer_median_ms" in r else {})}
                     for (who, t, inp), r in rows.items()},
         "layernorm": comp["layernorm"],
         "speedup": {f"t{t}/{inp}": {"vs_dense_int8": rows[("dense_int8", t, inp)]["median_ms"] / rows[("compressed", t, inp)]["median_ms"],
@@ -222,6 +225,22 @@ def render_recipe(summary: dict, default: dict) -> str:
     return "\n".join(lines)
 
 
+def _tokenizer_line(runs: list[dict]) -> list[str]:
+    """The tokenizer's share on real sentences (timed apart by bench; runs recorded before it: nothing)."""
+    tok = [v for r in runs for k, v in r["latency"].items() if k.startswith("compressed/") and "tokenizer_median_ms" in v]
+    if not tok:
+        return []
+    return ["", f"Tokenizer (timed apart, per real sentence, every model alike): median "
+                f"{min(v['tokenizer_median_ms'] for v in tok):.3f}-{max(v['tokenizer_median_ms'] for v in tok):.3f} ms, "
+                f"p90 {min(v['tokenizer_p90_ms'] for v in tok):.3f}-{max(v['tokenizer_p90_ms'] for v in tok):.3f} ms."]
+
+
+def _span(check: dict, prefix: str) -> str:
+    """'a-b ms': the measured range of the prediction check's models whose key starts with ``prefix``."""
+    ms = [m["measured_ms"] for k, m in check["models"].items() if k.startswith(prefix)]
+    return f"{min(ms):.2f}-{max(ms):.2f} ms"
+
+
 def _hosts(summary: dict) -> list[str]:
     """Which CPU the profile came from and which ran the benchmark (pages before this field: not recorded)."""
     p, host = summary["profile"], summary.get("host")
@@ -243,13 +262,14 @@ def render(summary: dict) -> str:
              f"{fit['per_neuron_ms'] * 1e3:.3f} us/neuron (R^2 {fit['r2']:.4f}; leave-one-out error median "
              f"{fit['loo_median_rel_error']:.1%}, max {fit['loo_max_rel_error']:.1%}); dense point {p['dense_ms']:.3f} ms.",
              f"Budget: {summary['fraction']:.0%} of the dense point = {summary['budget_ms']:.3f} ms. 'In the bench' = the int8 "
-             "export in the bench run below, hours after the profile. 'Prediction check' = the profile's 16 models "
+             "export in the bench run below, timed after the profile (minutes to hours later). 'Prediction check' = "
+             "the profile's 16 models "
              "(rebuilt) and every export timed in one set of interleaved rounds (ONNX Runtime only, 1 thread, 128 "
              f"tokens), the line refitted to that session's points ({check['fit']['fixed_ms']:.3f} ms + "
              f"{check['fit']['per_head_ms'] * 1e3:.2f} us/head + {check['fit']['per_neuron_ms'] * 1e3:.3f} us/neuron) and "
              "each export predicted from its geometry: the latency model's own error, without the machine's drift "
-             "(this shared VM's speed moved by ~20% within an hour: the profile's dense point took 13.2 ms when profiled "
-             "and 16.2 ms an hour later).", "",
+             f"(this shared VM drifts: the profile's dense point took {p['dense_ms']:.2f} ms when profiled, the dense "
+             f"exports of that shape {_span(check, 'dense_')} in the prediction check).", "",
              f"'Same session: of dense' = the compressed int8 export's measured latency as a share of the seed's dense "
              f"int8 export (sensi-edge's, the profile's form) timed in the same interleaved rounds: the budget as the "
              f"issue states it ({summary['fraction']:.0%} of the dense int8 model's latency), free of the drift; 'met' = "
@@ -266,7 +286,7 @@ def render(summary: dict) -> str:
                      f"{r['dense_int8']:.2f} / {r['compressed_int8']:.2f} |")
     lines += ["", f"Speed-up of the compressed int8 model (median ms per sequence, interleaved; real = the 1,000 validation "
               f"sentences at their own lengths, mean {runs[0]['mean_tokens']:.1f} tokens):", "",
-              "| seed | threads | inputs | dense PyTorch ms | dense int8, plain ms | dense int8, sensi-edge export ms | compressed int8 ms | vs plain dense int8 | vs sensi-edge dense int8 | vs dense PyTorch |",
+              "| seed | threads | inputs | dense PyTorch ms | dense int8, plain ms | dense int8, sensi-edge export ms | compressed int8 ms (p90) | vs plain dense int8 | vs sensi-edge dense int8 | vs dense PyTorch |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         for key, sp in r["speedup"].items():
@@ -274,8 +294,10 @@ def render(summary: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['seed']} | {t[1:]} | {inp} | {lat[f'pytorch/{t}/{inp}']['median_ms']:.2f} | "
                          f"{lat[f'dense_int8/{t}/{inp}']['median_ms']:.2f} | {lat[f'dense_int8_ours/{t}/{inp}']['median_ms']:.2f} | "
-                         f"{lat[f'compressed/{t}/{inp}']['median_ms']:.2f} | {sp['vs_dense_int8']:.2f}x | "
+                         f"{lat[f'compressed/{t}/{inp}']['median_ms']:.2f} ({lat[f'compressed/{t}/{inp}']['p90_ms']:.2f}) | "
+                         f"{sp['vs_dense_int8']:.2f}x | "
                          f"{sp['vs_dense_int8_ours']:.2f}x | {sp['vs_pytorch']:.2f}x |")
+    lines += _tokenizer_line(runs)
     if len(runs) > 1:
         errs = [abs(m["error"]) for m in check["models"].values()]
         lines += ["", f"Prediction check over the {len(errs)} exports: mean |error| {statistics.mean(errs):.1%}, "

@@ -91,7 +91,7 @@ class CompressConfig:
     distill_hidden: float = option(0.0, help="with --distill: weight of layer-wise hidden-state matching (0 = outputs "
                                              "only)")
     accurate: bool = option(False, help="the measured accurate recipe in one flag: --distill, --distill-hidden 1 (unless a "
-                                        "weight > 0 is given) and --trim-epochs twice --epochs (unless given); 1.2-1.7x "
+                                        "weight > 0 is given) and --trim-epochs twice --epochs (unless given); about 1.5-2x "
                                         "the run's time")
     baseline: bool = option(True, help="fine-tune the dense model first: scored as the baseline, analysed and trimmed "
                                        "from (--no-baseline: one fine-tune, from a brief warm-up)")
