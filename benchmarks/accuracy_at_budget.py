@@ -213,9 +213,9 @@ def _dense_note(t: dict) -> str:
             if v != main:
                 budgets = sorted({r["budget"]["value"] for r in runs}, reverse=True)
                 notes.append(f"seed {seed}: {v:.2f} in the budget {', '.join(f'{b:g}' for b in budgets)} runs")
-    return ("" if not notes else " Another dense result in some runs (" + "; ".join(notes) + "): those ran on "
-            "another host, where the same fine-tune is not bit-identical; every delta below is against each "
-            "run's own dense model.")
+    return ("" if not notes else " Another dense result in some runs (" + "; ".join(notes) + "): same rows, recipe "
+            "and seed, so another host or library version (a fine-tune is not bit-identical across CPUs); every "
+            "delta below is against each run's own dense model.")
 
 
 INTRO = ["# Accuracy at budget (issue 12): MiniLM, validation metric in %, mean +- population std over seeds", "",

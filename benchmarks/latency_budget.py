@@ -235,6 +235,11 @@ def _tokenizer_line(runs: list[dict]) -> list[str]:
                 f"p90 {min(v['tokenizer_p90_ms'] for v in tok):.3f}-{max(v['tokenizer_p90_ms'] for v in tok):.3f} ms."]
 
 
+def _isa(cpu: dict) -> list[str]:
+    """The ISA flags a CPU record (``bundle_runtime.cpu_info``'s form) says it has."""
+    return sorted(k for k, v in cpu["isa"].items() if v)
+
+
 def _span(check: dict, prefix: str) -> str:
     """'a-b ms': the measured range of the prediction check's models whose key starts with ``prefix``."""
     ms = [m["measured_ms"] for k, m in check["models"].items() if k.startswith(prefix)]
@@ -361,11 +366,11 @@ def main() -> None:
     runs = [run_seed(s, budget_ms, args.workdir, args.reuse_from, args.threads, recipe, args.profile)
             for s in args.seeds]
     check = prediction_check(args.workdir, args.seeds, recipe)
+    host = rt.cpu_info()
     summary = {"fraction": args.fraction, "budget_ms": budget_ms,
                "profile": {"cpu": model.cpu, "threads": model.threads, "seq_len": model.seq_len, "fit": prof["fit"],
-                           "dense_ms": dense_ms, "file": args.profile.name,
-                           "isa": sorted(k for k, v in prof["environment"]["cpu"]["isa"].items() if v)},
-               "host": {"cpu": rt.cpu_info()["model"], "isa": sorted(k for k, v in rt.cpu_info()["isa"].items() if v)},
+                           "dense_ms": dense_ms, "file": args.profile.name, "isa": _isa(prof["environment"]["cpu"])},
+               "host": {"cpu": host["model"], "isa": _isa(host)},
                "runs": runs, "prediction_check": check}
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(render(summary))
