@@ -64,18 +64,26 @@ def _sizes(budget: float) -> tuple[int, int]:
 
 
 def _anchor(task_name: str, seed: int) -> tuple[dict, Path]:
-    """The seed's default run whose folder still holds the fine-tuned dense model (the anchor run of whichever
-    accuracy_at_budget invocation made it; every anchor of a seed holds the same dense model)."""
-    from .accuracy_at_budget import _result
+    """The seed's run whose folder still holds the fine-tuned dense model, and that run's report.
 
-    for budget in ANCHOR_BUDGETS:
-        path = _result(task_name, "default", budget, seed)
-        if path.exists():
-            anchor = json.loads(path.read_text())
-            dense_dir = Path(anchor["run_folder"]) / "dense_model"
-            if (dense_dir / "config.json").exists():
-                return anchor, dense_dir
-    raise SystemExit(f"no kept dense model for {task_name} seed {seed}: run benchmarks.accuracy_at_budget for it first")
+    Any run of accuracy_at_budget that trims from the dense model keeps it when it was its seed's first (the
+    anchor): the ``default`` run normally, but when the default results are committed from another machine
+    and their folders are gone, the first variant run of a later sweep (``kwon``, ``uniform``...) fine-tunes
+    the dense model again and keeps it. The report returned is the one whose folder holds the model, so the
+    row's dense baseline is the model TextPruner pruned (a fine-tune on another CPU is not bit-identical)."""
+    from .accuracy_at_budget import ONE_FINE_TUNE, VARIANTS, _result
+
+    variants = ["default", *(v for v in VARIANTS if v not in ONE_FINE_TUNE and v != "default")]
+    for variant in variants:
+        for budget in ANCHOR_BUDGETS:
+            path = _result(task_name, variant, budget, seed)
+            if path.exists():
+                anchor = json.loads(path.read_text())
+                dense_dir = Path(anchor["run_folder"]) / "dense_model"
+                if (dense_dir / "config.json").exists():
+                    return anchor, dense_dir
+    raise SystemExit(f"error: no kept dense model for {task_name} seed {seed}; "
+                     "run benchmarks.accuracy_at_budget for that seed first (its first run keeps one)")
 
 
 def run(task_name: str, seed: int, budget: float) -> dict:

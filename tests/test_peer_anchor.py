@@ -1,0 +1,52 @@
+"""The TextPruner peer row must prune the dense model a sweep actually kept, and report that model's own dense
+baseline: on a fresh machine the committed default runs' folders are gone, and the first run of a new sweep
+(any variant that trims from the dense model) fine-tunes and keeps it again."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import accuracy_at_budget, peer_textpruner
+
+
+def _result(out, variant, budget, seed, folder, dense):
+    report = {"variant": variant, "run_folder": str(folder), "dense_baseline": {"accuracy": dense}}
+    (out / f"qnli-squad_{variant}_b{budget}_s{seed}.json").write_text(json.dumps(report))
+
+
+def _kept(folder):
+    (folder / "dense_model").mkdir(parents=True)
+    (folder / "dense_model" / "config.json").write_text("{}")
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    out = tmp_path / "accuracy"
+    out.mkdir()
+    monkeypatch.setattr(accuracy_at_budget, "RESULTS", [out])
+    return out
+
+
+def test_anchor_is_the_kept_run_of_another_variant_when_the_default_folder_is_gone(tmp_path, results):
+    _result(results, "default", 0.5, 1, tmp_path / "gone", 87.19)  # committed elsewhere, folder absent
+    _result(results, "kwon", 0.3, 1, tmp_path / "kwon_b0.3", 87.02)  # reused the anchor: no dense_model of its own
+    _kept(tmp_path / "kwon_b0.5")
+    _result(results, "kwon", 0.5, 1, tmp_path / "kwon_b0.5", 87.02)
+    report, dense_dir = peer_textpruner._anchor("qnli-squad", 1)
+    assert dense_dir == tmp_path / "kwon_b0.5" / "dense_model"
+    assert report["dense_baseline"]["accuracy"] == 87.02  # the pruned model's own baseline, not the committed one
+
+
+def test_a_kept_default_run_is_preferred(tmp_path, results):
+    _kept(tmp_path / "default_b0.5")
+    _result(results, "default", 0.5, 2, tmp_path / "default_b0.5", 88.15)
+    _kept(tmp_path / "uniform_b0.5")
+    _result(results, "uniform", 0.5, 2, tmp_path / "uniform_b0.5", 88.15)
+    assert peer_textpruner._anchor("qnli-squad", 2)[1] == tmp_path / "default_b0.5" / "dense_model"
+
+
+def test_no_kept_dense_model_is_a_one_line_error(tmp_path, results):
+    _result(results, "default", 0.5, 3, tmp_path / "gone", 87.64)
+    with pytest.raises(SystemExit, match=r"^error: no kept dense model for qnli-squad seed 3; run"):
+        peer_textpruner._anchor("qnli-squad", 3)
