@@ -40,3 +40,21 @@ def test_each_row_is_scored_against_its_own_dense_models(tmp_path):
     # the dense line takes the result most of a seed's runs share (here the two 0.7 runs) and names the other one
     dense_line = next(x for x in page.splitlines() if x.startswith("Dense:"))
     assert f"seed 1: {dense_07:.2f}," in dense_line and f"seed 1: {dense_05[0]:.2f} in the budget 0.5 runs" in dense_line
+
+
+def _runs(*vals):
+    return [{"compressed": {"accuracy": v}} for v in vals]
+
+
+def test_the_sweep_verdict_names_every_method_above_the_default_and_every_method_not_run():
+    t = {"runs": {("default", 0.5): _runs(80.0, 81.0, 82.0), ("kwon", 0.5): _runs(78.0, 79.0, 77.0),
+                  ("uniform", 0.5): _runs(81.5, 81.5), ("truncate", 0.5): _runs(84.0),
+                  ("default", 0.3): _runs(79.0, 79.0, 79.0), ("kwon", 0.3): _runs(60.0, 61.0, 62.0)}}
+    lines = {x.split(":")[0]: x for x in accuracy_at_budget.versus(t, "accuracy") if x.startswith("- budget")}
+    half = lines["- budget 0.5"]
+    assert "default 81.00 (3 seeds) is NOT >= every method run" in half
+    assert "uniform 81.50 (2 seeds) is 0.50 above it (a tie by the noise rule)" in half
+    assert "truncate 84.00 (1 seed) is 3.00 above it." in half or "truncate 84.00 (1 seed) is 3.00 above it;" in half
+    assert "kwon" not in half.split("not run")[0]  # below the default: not named as ahead
+    assert "not run: textpruner, magnitude, random" in half
+    assert lines["- budget 0.3"].startswith("- budget 0.3: default 79.00 (3 seeds) >= every method run (kwon); not run:")
