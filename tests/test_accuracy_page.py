@@ -58,3 +58,11 @@ def test_the_sweep_verdict_names_every_method_above_the_default_and_every_method
     assert "kwon" not in half.split("not run")[0]  # below the default: not named as ahead
     assert "not run: textpruner, magnitude, random" in half
     assert lines["- budget 0.3"].startswith("- budget 0.3: default 79.00 (3 seeds) >= every method run (kwon); not run:")
+
+
+def test_the_sweep_verdict_judges_the_accurate_recipe_on_its_own_line_part():
+    t = {"runs": {("default", 0.5): _runs(80.0), ("distill-hidden-2x", 0.5): _runs(83.0, 83.0),
+                  ("kwon", 0.5): _runs(82.0)}}
+    line = next(x for x in accuracy_at_budget.versus(t, "accuracy") if x.startswith("- budget 0.5"))
+    assert "default 80.00 (1 seed) is NOT >= every method run: kwon 82.00 (1 seed) is 2.00 above it" in line
+    assert "--accurate 83.00 (2 seeds) >= every method run (kwon)" in line
