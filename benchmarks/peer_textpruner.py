@@ -39,7 +39,9 @@ def _ensure_textpruner() -> None:
     except ImportError:
         pass
     py = VENV / "bin" / "python"
-    if Path(sys.executable).resolve() == py.resolve():
+    # sys.prefix, not the interpreter: both venvs' bin/python resolve to the same base python, so comparing
+    # resolved executables refused to re-run in an existing venv (every run after the one that made it)
+    if Path(sys.prefix).resolve() == VENV.resolve():
         raise SystemExit(f"textpruner is not importable even in {VENV}; delete that folder and rerun")
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)

@@ -50,3 +50,30 @@ def test_no_kept_dense_model_is_a_one_line_error(tmp_path, results):
     _result(results, "default", 0.5, 3, tmp_path / "gone", 87.64)
     with pytest.raises(SystemExit, match=r"^error: no kept dense model for qnli-squad seed 3; run"):
         peer_textpruner._anchor("qnli-squad", 3)
+
+
+def test_an_existing_textpruner_venv_is_re_entered_not_refused(tmp_path, monkeypatch):
+    """Every venv's bin/python resolves to the same base interpreter: the check for "already inside the venv"
+    must look at the environment (sys.prefix), or the second run refuses to use the venv the first one made."""
+    import builtins
+    import sys
+
+    venv = tmp_path / "textpruner-venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.setattr(peer_textpruner, "VENV", venv)
+    real_import = builtins.__import__
+
+    def no_textpruner(name, *args, **kwargs):
+        if name == "textpruner":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_textpruner)
+    execs = []
+    monkeypatch.setattr(peer_textpruner.os, "execv", lambda path, argv: execs.append((path, argv)))
+    peer_textpruner._ensure_textpruner()  # outside the venv, venv present: re-run there
+    assert execs and execs[0][0] == str(venv / "bin" / "python")
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    with pytest.raises(SystemExit, match="not importable even in"):
+        peer_textpruner._ensure_textpruner()  # inside it and still missing: stop, do not loop
