@@ -240,16 +240,17 @@ def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n > 1 else ''}"
 
 
+def _own_dense(t: dict, r: dict) -> dict | None:
+    """The dense metrics a run is judged against: its own baseline, else its seed's dense model (a run that
+    reused the dense model records none); None when neither is known."""
+    return r.get("dense_baseline") or t.get("dense", {}).get(r["recipe"]["seed"])
+
+
 def _by_seed(t: dict, m: str, variant: str, budget: float) -> dict[int, float]:
     """seed -> the run's points against its own dense model (the runs of one seed may come from different hosts,
     whose dense fine-tunes are not bit-identical, so a raw comparison would carry the hosts' difference)."""
-    out = {}
-    for r in t["runs"][(variant, budget)]:
-        seed = r["recipe"]["seed"]
-        dense = r.get("dense_baseline") or t.get("dense", {}).get(seed)
-        if dense:
-            out[seed] = r["compressed"][m] - dense[m]
-    return out
+    return {r["recipe"]["seed"]: r["compressed"][m] - dense[m]
+            for r in t["runs"][(variant, budget)] if (dense := _own_dense(t, r))}
 
 
 def _seed_set(seeds: list[int]) -> str:
@@ -264,8 +265,8 @@ def _verdict(t: dict, m: str, variant: str, budget: float, ran: list[str]) -> st
     dense model. Rivals above ours are named with the gap and the seeds; rivals compared on fewer seeds than we
     have, and rivals with no seed in common, are listed so a thin comparison cannot read as a firm win."""
     own = _by_seed(t, m, variant, budget)
-    mean = statistics.mean(r["compressed"][m] for r in t["runs"][(variant, budget)])
-    who = f"{OURS[variant]} {mean:.2f} ({_seeds(len(t['runs'][(variant, budget)]))})"
+    rows = t["runs"][(variant, budget)]
+    who = f"{OURS[variant]} {statistics.mean(r['compressed'][m] for r in rows):.2f} ({_seeds(len(rows))})"
     if not ran:
         return f"{who}: no other method run"
     ahead, beaten, thin, disjoint = [], [], [], []
@@ -333,8 +334,7 @@ def summary(out: Path = OUT, page: Path = PAGE, intro: list[str] = INTRO, order:
             runs = sorted(runs, key=lambda r: r["recipe"]["seed"])
             vals = [r["compressed"][m] for r in runs]
             mean, sd = _mean_spread(vals)
-            ref = [(r["dense_baseline"] or t["dense"][r["recipe"]["seed"]])[m] for r in runs
-                   if r["dense_baseline"] or r["recipe"]["seed"] in t["dense"]]
+            ref = [dense[m] for r in runs if (dense := _own_dense(t, r))]
             delta = mean - statistics.mean(ref) if len(ref) == len(runs) else None
             target = spec["targets"].get(budget)
             verdict = ("" if target is None or delta is None else
