@@ -123,13 +123,19 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
 ONE_FINE_TUNE = ("one-fine-tune", "first-version")  # variants that trim from the warm-up model, not the dense one
 
 
+ANCHOR_BUDGETS = (0.5, 0.7, 0.3)  # budgets a sweep's first run (the one that keeps the dense model) has used
+
+
 def _dense_anchor(workdir: Path, name: str, budget: float, seed: int) -> Path | None:
     """The seed's kept run whose fine-tuned dense model and sensitivity analysis every other run of the seed reuses.
 
-    The ``default`` run at the first budget when it is there; otherwise any other kept run of the seed that trims
-    from the dense model (its result may be committed while the run folder is gone -- another machine, a cleaned
-    workdir -- and then the first variant run computes the dense model itself and keeps it for the others)."""
-    kept = [_folder(workdir, name, v, budget, seed) for v in VARIANTS if v not in ONE_FINE_TUNE]
+    The ``default`` run at ``budget`` (the sweep's first) when it is there; otherwise any other kept run of the seed
+    that trims from the dense model, at that budget first, then at any budget an earlier sweep started with (the
+    dense model and the analysis do not depend on the budget: a qnli-squad sweep that began at 0.7 serves a later
+    one that asks for 0.5). Results may be committed while their folders are gone -- another machine, a cleaned
+    workdir -- and then the first variant run computes the dense model itself and keeps it for the others."""
+    budgets = [budget, *(b for b in ANCHOR_BUDGETS if b != budget)]
+    kept = [_folder(workdir, name, v, b, seed) for b in budgets for v in VARIANTS if v not in ONE_FINE_TUNE]
     return next((p for p in kept if (p / "run.json").exists()), None)
 
 

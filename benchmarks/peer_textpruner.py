@@ -29,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT.parent / "runs" / "textpruner-venv"
 TEXTPRUNER = "textpruner==1.1.post2"
-ANCHOR_BUDGETS = (0.5, 0.7, 0.3)  # accuracy_at_budget's first budget keeps the dense model: whichever ran first
 
 
 def _ensure_textpruner() -> None:
@@ -73,7 +72,7 @@ def _anchor(task_name: str, seed: int) -> tuple[dict, Path]:
     and their folders are gone, the first variant run of a later sweep (``kwon``, ``uniform``...) fine-tunes
     the dense model again and keeps it. The report returned is the one whose folder holds the model, so the
     row's dense baseline is the model TextPruner pruned (a fine-tune on another CPU is not bit-identical)."""
-    from .accuracy_at_budget import ONE_FINE_TUNE, VARIANTS, _result
+    from .accuracy_at_budget import ANCHOR_BUDGETS, ONE_FINE_TUNE, VARIANTS, _result
 
     variants = ["default", *(v for v in VARIANTS if v not in ONE_FINE_TUNE and v != "default")]
     for variant in variants:

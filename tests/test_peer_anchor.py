@@ -77,3 +77,21 @@ def test_an_existing_textpruner_venv_is_re_entered_not_refused(tmp_path, monkeyp
     monkeypatch.setattr(sys, "prefix", str(venv))
     with pytest.raises(SystemExit, match="not importable even in"):
         peer_textpruner._ensure_textpruner()  # inside it and still missing: stop, do not loop
+
+
+def test_a_sweep_reuses_a_dense_model_kept_at_another_budget(tmp_path):
+    """qnli-squad's kept dense models sit in runs that began at 0.7: a later sweep asking for 0.5 first must reuse
+    them rather than fine-tune the dense model again (24 CPU-minutes a seed); the first budget still wins."""
+    other = accuracy_at_budget._folder(tmp_path, "qnli-squad", "uniform", 0.7, 2)
+    other.mkdir()
+    (other / "run.json").write_text("{}")
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == other
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 3) is None  # another seed's is never used
+    first = accuracy_at_budget._folder(tmp_path, "qnli-squad", "kwon", 0.5, 2)
+    first.mkdir()
+    (first / "run.json").write_text("{}")
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == first
+    one_fine_tune = accuracy_at_budget._folder(tmp_path, "qnli-squad", "one-fine-tune", 0.3, 3)
+    one_fine_tune.mkdir()
+    (one_fine_tune / "run.json").write_text("{}")
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 3) is None  # a warm-up model is no dense one
