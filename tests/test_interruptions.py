@@ -54,14 +54,39 @@ compress(cfg, resume=resume, log=lambda m: print(m, file=sys.stderr, flush=True)
 """
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+def _default_sigint():
+    """A pytest started with ``&`` from a shell without job control has SIGINT ignored, and children inherit that:
+    the runs under test then never see the Ctrl-C the tests send. Give them the disposition a terminal gives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _popen(argv, env):
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
+    _STARTED.append(p)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A test that fails on a timeout must not leave its run behind, training beside every later test."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _driver(model, data, out, resume=False, **env):
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(model), str(data), str(out), "1" if resume else "0"],
-                            env={**ENV, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _popen([sys.executable, "-c", DRIVER, str(model), str(data), str(out), "1" if resume else "0"], {**ENV, **env})
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+def _cli(*args):
+    return _popen([sys.executable, "-m", "cli.main", *args], ENV)
 
 
 def _wait_for(predicate, proc, timeout=120.0):
