@@ -123,20 +123,38 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
 ONE_FINE_TUNE = ("one-fine-tune", "first-version")  # variants that trim from the warm-up model, not the dense one
 
 
-ANCHOR_BUDGETS = (0.5, 0.7, 0.3)  # budgets a sweep's first run (the one that keeps the dense model) has used
+def runs_of_seed(folder: Path, name: str, seed: int, suffix: str = "") -> list[tuple[str, float, Path]]:
+    """(variant, budget, path) of every ``<name>_<variant>_b<budget>_s<seed><suffix>`` in ``folder`` whose variant
+    trims from the fine-tuned dense model, in preference order: ``default`` first, then the other variants in page
+    order, each at its budgets in ascending order. The budgets come from the names on disk, so a sweep that began at
+    any budget is found (a fixed list of budgets missed every sweep started elsewhere)."""
+    order = [v for v in VARIANTS if v not in ONE_FINE_TUNE]
+    found = []
+    for path in folder.glob(f"{name}_*_b*_s{seed}{suffix}"):
+        parts = path.name[:len(path.name) - len(suffix)].split("_")
+        if len(parts) != 4 or parts[0] != name or parts[3] != f"s{seed}" or parts[1] not in order:
+            continue
+        try:
+            budget = float(parts[2][1:])
+        except ValueError:
+            continue
+        found.append((parts[1], budget, path))
+    return sorted(found, key=lambda r: (order.index(r[0]), r[1]))
 
 
 def _dense_anchor(workdir: Path, name: str, budget: float, seed: int) -> Path | None:
     """The seed's kept run whose fine-tuned dense model and sensitivity analysis every other run of the seed reuses.
 
-    The ``default`` run at ``budget`` (the sweep's first) when it is there; otherwise any other kept run of the seed
-    that trims from the dense model, at that budget first, then at any budget an earlier sweep started with (the
-    dense model and the analysis do not depend on the budget: a qnli-squad sweep that began at 0.7 serves a later
-    one that asks for 0.5). Results may be committed while their folders are gone -- another machine, a cleaned
-    workdir -- and then the first variant run computes the dense model itself and keeps it for the others."""
-    budgets = [budget, *(b for b in ANCHOR_BUDGETS if b != budget)]
-    kept = [_folder(workdir, name, v, b, seed) for b in budgets for v in VARIANTS if v not in ONE_FINE_TUNE]
-    return next((p for p in kept if (p / "run.json").exists()), None)
+    A kept run at ``budget`` (the sweep's first; ``default`` before other variants) when there is one; otherwise a
+    kept run of the seed at any other budget (the dense model and the analysis do not depend on the budget: a
+    qnli-squad sweep that began at 0.7 serves a later one that asks for 0.5). Only runs that trim from the dense
+    model count -- a one-fine-tune folder holds a warm-up model. Results may be committed while their folders are
+    gone -- another machine, a cleaned workdir -- and then the first variant run computes the dense model itself and
+    keeps it for the others."""
+    if not workdir.is_dir():
+        return None
+    kept = [(b != budget, i, p) for i, (_v, b, p) in enumerate(runs_of_seed(workdir, name, seed)) if (p / "run.json").exists()]
+    return min(kept)[2] if kept else None
 
 
 def train(args) -> None:

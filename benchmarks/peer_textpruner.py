@@ -72,17 +72,13 @@ def _anchor(task_name: str, seed: int) -> tuple[dict, Path]:
     and their folders are gone, the first variant run of a later sweep (``kwon``, ``uniform``...) fine-tunes
     the dense model again and keeps it. The report returned is the one whose folder holds the model, so the
     row's dense baseline is the model TextPruner pruned (a fine-tune on another CPU is not bit-identical)."""
-    from .accuracy_at_budget import ANCHOR_BUDGETS, ONE_FINE_TUNE, VARIANTS, _result
+    from .accuracy_at_budget import RESULTS, runs_of_seed
 
-    variants = ["default", *(v for v in VARIANTS if v not in ONE_FINE_TUNE and v != "default")]
-    for variant in variants:
-        for budget in ANCHOR_BUDGETS:
-            path = _result(task_name, variant, budget, seed)
-            if path.exists():
-                anchor = json.loads(path.read_text())
-                dense_dir = Path(anchor["run_folder"]) / "dense_model"
-                if (dense_dir / "config.json").exists():
-                    return anchor, dense_dir
+    for _variant, _budget, path in runs_of_seed(RESULTS[0], task_name, seed, ".json"):
+        anchor = json.loads(path.read_text())
+        dense_dir = Path(anchor["run_folder"]) / "dense_model"
+        if (dense_dir / "config.json").exists():
+            return anchor, dense_dir
     raise SystemExit(f"error: no kept dense model for {task_name} seed {seed}; "
                      "run benchmarks.accuracy_at_budget for that seed first (its first run keeps one)")
 

@@ -95,3 +95,25 @@ def test_a_sweep_reuses_a_dense_model_kept_at_another_budget(tmp_path):
     one_fine_tune.mkdir()
     (one_fine_tune / "run.json").write_text("{}")
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 3) is None  # a warm-up model is no dense one
+
+
+def test_a_dense_model_kept_at_any_budget_is_found_by_both_benchmarks(tmp_path, results):
+    """The budgets come from the names on disk: a sweep that began at 0.9 (a budget no constant listed) still
+    serves later sweeps and the TextPruner row, and neither picks up another seed's or task's folder."""
+    other_seed = accuracy_at_budget._folder(tmp_path, "qnli-squad", "default", 0.9, 21)
+    other_seed.mkdir()
+    (other_seed / "run.json").write_text("{}")
+    other_task = accuracy_at_budget._folder(tmp_path, "snli", "default", 0.9, 2)
+    other_task.mkdir()
+    (other_task / "run.json").write_text("{}")
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) is None
+    kept = accuracy_at_budget._folder(tmp_path, "qnli-squad", "truncate", 0.9, 2)
+    kept.mkdir()
+    (kept / "run.json").write_text("{}")
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == kept
+    assert accuracy_at_budget._dense_anchor(tmp_path / "absent", "qnli-squad", 0.5, 2) is None
+    _kept(kept)
+    _result(results, "truncate", 0.9, 2, kept, 88.0)
+    _result(results, "textpruner", 0.5, 2, kept, 1.0)  # a peer row is no anchor of its own
+    report, dense_dir = peer_textpruner._anchor("qnli-squad", 2)
+    assert dense_dir == kept / "dense_model" and report["variant"] == "truncate"
