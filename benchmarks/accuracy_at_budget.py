@@ -142,18 +142,23 @@ def runs_of_seed(folder: Path, name: str, seed: int, suffix: str = "") -> list[t
     return sorted(found, key=lambda r: (order.index(r[0]), r[1]))
 
 
+def _holds_dense_model(folder: Path) -> bool:
+    """A finished run that kept its fine-tuned dense model (runs that reused another's do not keep one)."""
+    return (folder / "run.json").exists() and (folder / "dense_model" / "config.json").exists()
+
+
 def _dense_anchor(workdir: Path, name: str, budget: float, seed: int) -> Path | None:
     """The seed's kept run whose fine-tuned dense model and sensitivity analysis every other run of the seed reuses.
 
     A kept run at ``budget`` (the sweep's first; ``default`` before other variants) when there is one; otherwise a
     kept run of the seed at any other budget (the dense model and the analysis do not depend on the budget: a
     qnli-squad sweep that began at 0.7 serves a later one that asks for 0.5). Only runs that trim from the dense
-    model count -- a one-fine-tune folder holds a warm-up model. Results may be committed while their folders are
+    model count -- a one-fine-tune folder holds a warm-up model -- and only runs that kept it. Results may be committed while their folders are
     gone -- another machine, a cleaned workdir -- and then the first variant run computes the dense model itself and
     keeps it for the others."""
     if not workdir.is_dir():
         return None
-    kept = [(b != budget, i, p) for i, (_v, b, p) in enumerate(runs_of_seed(workdir, name, seed)) if (p / "run.json").exists()]
+    kept = [(b != budget, i, p) for i, (_v, b, p) in enumerate(runs_of_seed(workdir, name, seed)) if _holds_dense_model(p)]
     return min(kept)[2] if kept else None
 
 
@@ -250,7 +255,9 @@ INTRO = ["# Accuracy at budget (issue 12): MiniLM, validation metric in %, mean 
          "per layer, summed |difference| over the layers, averaged over pairs of seeds (how much the plan depends",
          "on the seed). The default is the noise-aware calibration; `unshrunk` is the calibration before it. The",
          "distill, distill-hidden, one-fine-tune and first-version rows were run before the noise-aware calibration",
-         "existed, so their allocation is the unshrunk one (kwon and textpruner do not use it).", ""]
+         "existed, so their allocation is the unshrunk one (kwon and textpruner do not use it). The unshrunk runs of",
+         "qnli-squad, snli (seed 1) and SQuAD ran as the default before the noise-aware calibration existed (each",
+         "JSON's note gives the command as run).", ""]
 
 
 RIVALS = ("kwon", "textpruner", *COMPARISON)  # the other methods issue 12's sweep asks the default to beat

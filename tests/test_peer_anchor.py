@@ -20,6 +20,12 @@ def _kept(folder):
     (folder / "dense_model" / "config.json").write_text("{}")
 
 
+def _finished(folder):
+    """A finished run folder that kept its dense model."""
+    _kept(folder)
+    (folder / "run.json").write_text("{}")
+
+
 @pytest.fixture
 def results(tmp_path, monkeypatch):
     out = tmp_path / "accuracy"
@@ -84,16 +90,16 @@ def test_a_sweep_reuses_a_dense_model_kept_at_another_budget(tmp_path):
     them rather than fine-tune the dense model again (24 CPU-minutes a seed); the first budget still wins."""
     other = accuracy_at_budget._folder(tmp_path, "qnli-squad", "uniform", 0.7, 2)
     other.mkdir()
-    (other / "run.json").write_text("{}")
+    _finished(other)
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == other
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 3) is None  # another seed's is never used
     first = accuracy_at_budget._folder(tmp_path, "qnli-squad", "kwon", 0.5, 2)
     first.mkdir()
-    (first / "run.json").write_text("{}")
+    _finished(first)
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == first
     one_fine_tune = accuracy_at_budget._folder(tmp_path, "qnli-squad", "one-fine-tune", 0.3, 3)
     one_fine_tune.mkdir()
-    (one_fine_tune / "run.json").write_text("{}")
+    _finished(one_fine_tune)
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 3) is None  # a warm-up model is no dense one
 
 
@@ -102,17 +108,19 @@ def test_a_dense_model_kept_at_any_budget_is_found_by_both_benchmarks(tmp_path, 
     serves later sweeps and the TextPruner row, and neither picks up another seed's or task's folder."""
     other_seed = accuracy_at_budget._folder(tmp_path, "qnli-squad", "default", 0.9, 21)
     other_seed.mkdir()
-    (other_seed / "run.json").write_text("{}")
+    _finished(other_seed)
     other_task = accuracy_at_budget._folder(tmp_path, "snli", "default", 0.9, 2)
     other_task.mkdir()
-    (other_task / "run.json").write_text("{}")
+    _finished(other_task)
+    assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) is None
+    reused = accuracy_at_budget._folder(tmp_path, "qnli-squad", "default", 0.5, 2)  # reused another run: no dense model
+    reused.mkdir()
+    (reused / "run.json").write_text("{}")
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) is None
     kept = accuracy_at_budget._folder(tmp_path, "qnli-squad", "truncate", 0.9, 2)
-    kept.mkdir()
-    (kept / "run.json").write_text("{}")
+    _finished(kept)
     assert accuracy_at_budget._dense_anchor(tmp_path, "qnli-squad", 0.5, 2) == kept
     assert accuracy_at_budget._dense_anchor(tmp_path / "absent", "qnli-squad", 0.5, 2) is None
-    _kept(kept)
     _result(results, "truncate", 0.9, 2, kept, 88.0)
     _result(results, "textpruner", 0.5, 2, kept, 1.0)  # a peer row is no anchor of its own
     report, dense_dir = peer_textpruner._anchor("qnli-squad", 2)
