@@ -184,13 +184,26 @@ def train(args) -> None:
                 summary(RESULTS[0], PAGE if RESULTS[0] == OUT else RESULTS[0] / "page.md")
 
 
+def _calibrated_group_scores(sens: dict) -> dict | None:
+    """Per group, the score the default allocation works with: c_g x the Fisher-predicted loss of its probe
+    (``planner.calibrate`` re-run on the committed numbers). None for reports without standard errors."""
+    from sensi_edge.planner import calibrate
+
+    if not sens.get("group_score_se") or not sens.get("fisher_predicted"):
+        return None
+    c = calibrate(sens["group_scores"], sens["group_score_se"], sens["fisher_predicted"])
+    return {g: c[g] * sens["fisher_predicted"][g] for g in c}
+
+
 def _spearman(reports: list[dict], key: str) -> list[float]:
-    """Spearman correlation of per-group numbers between every pair of seeds."""
+    """Spearman correlation of per-group numbers between every pair of seeds (``key`` names a sensitivity
+    field, or "calibrated" for ``_calibrated_group_scores``)."""
     from itertools import combinations
 
     from scipy.stats import spearmanr
 
-    vals = [r["sensitivity"][key] for r in reports if r["sensitivity"].get(key)]
+    pick = _calibrated_group_scores if key == "calibrated" else (lambda s: s.get(key))
+    vals = [v for v in (pick(r["sensitivity"]) for r in reports) if v]
     out = []
     for a, b in combinations(vals, 2):
         groups = sorted(a)
@@ -382,7 +395,10 @@ def summary(out: Path = OUT, page: Path = PAGE, intro: list[str] = INTRO, order:
             per_seed = list({r["recipe"]["seed"]: r for r in reversed(whole_runs)}.values())  # one per seed
             rho_probe = _spearman(per_seed, "group_scores")
             rho_fisher = _spearman(per_seed, "fisher_predicted")
+            rho_cal = _spearman(per_seed, "calibrated")
             lines += ["", "Rank stability between seeds (Spearman over the 2 x layers groups, every pair of seeds): "
+                      f"calibrated group score (c_g x Fisher-predicted probe loss: what the default allocation ranks "
+                      f"by; issue 12 asks >= 0.7) {', '.join(f'{x:.2f}' for x in rho_cal) or 'n/a'}; "
                       f"measured probe loss increase {', '.join(f'{x:.2f}' for x in rho_probe) or 'n/a'}; Fisher-predicted "
                       f"probe loss (what the allocation ranks units by, before calibration) {', '.join(f'{x:.2f}' for x in rho_fisher) or 'n/a'}.",
                       "Sensitivity analysis share of a whole default run's wall time (every default run that computed its own "

@@ -271,19 +271,25 @@ def calibration(report, shrink: bool = True) -> dict[tuple[int, str], float]:
     median (without this, on a fine-tuned MiniLM half the groups, whose probes moved the loss by
     +-0.005, were pinned to the lower clip and squeezed to their floors by noise).
     """
-    predicted = fisher_predicted(report)
-    raw = {(g.layer, g.kind): g.score / predicted[(g.layer, g.kind)] for g in report.groups
-           if predicted[(g.layer, g.kind)] > 0}
+    key = [(g.layer, g.kind) for g in report.groups]
+    return calibrate({k: g.score for k, g in zip(key, report.groups)},
+                     {k: g.score_se for k, g in zip(key, report.groups)}, fisher_predicted(report), shrink)
+
+
+def calibrate(scores: dict, ses: dict, predicted: dict, shrink: bool = True) -> dict:
+    """``calibration`` on plain per-group numbers (measured probe score, its standard error or None, the
+    Fisher-predicted score of the same probe), so a committed report's JSON can be re-calibrated as the planner did."""
+    raw = {k: scores[k] / predicted[k] for k in scores if predicted[k] > 0}
     positive = sorted(v for v in raw.values() if v > 0)
     if not positive:  # no probe measured any loss: trust the Fisher numbers as they are
-        return {(g.layer, g.kind): 1.0 for g in report.groups}
+        return {k: 1.0 for k in scores}
     med = positive[len(positive) // 2] if len(positive) % 2 else 0.5 * (positive[len(positive) // 2 - 1] + positive[len(positive) // 2])
     lo, hi = med / CALIBRATION_CLIP, med * CALIBRATION_CLIP
     out = {}
-    for g in report.groups:
-        c = min(hi, max(lo, raw.get((g.layer, g.kind), med)))
-        w = evidence(g.score, g.score_se) if shrink else 1.0
-        out[(g.layer, g.kind)] = w * c + (1.0 - w) * med
+    for k in scores:
+        c = min(hi, max(lo, raw.get(k, med)))
+        w = evidence(scores[k], ses.get(k)) if shrink else 1.0
+        out[k] = w * c + (1.0 - w) * med
     return out
 
 

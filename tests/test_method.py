@@ -4,6 +4,7 @@ Each test plants a unit or group whose importance is known by construction, so f
 of the Fisher importance, of the probe score or of the calibration, or keeping the wrong end of a
 ranking, makes a test here fail.
 """
+import json
 import random
 
 import numpy as np
@@ -337,3 +338,26 @@ def test_skipping_layers_is_exact_for_qa_and_for_trimmed_models(tmp_path):
     trimmed = load_for_task(str(irregular_model_dir(tmp_path)[0]), get_task("sst2"))[1].eval()
     _, batches = model_and_batches(seed=4)
     _assert_probes_match_full_passes(trimmed, label_with_own_predictions(trimmed, _padded(batches)))
+
+
+def test_the_sweep_page_ranks_groups_by_the_score_the_planner_uses():
+    """The rank-stability line of the accuracy page re-calibrates each committed report's JSON; it must give
+    the planner's c_g x Fisher-predicted score exactly (a drift would report the stability of another score)."""
+    from benchmarks.accuracy_at_budget import _calibrated_group_scores
+    from sensi_edge.planner import fisher_predicted
+    from sensi_edge.run_report import _sensitivity_section
+
+    rnd = np.random.default_rng(5)
+    head_imp, neuron_imp = [rnd.random(4) + 1 for _ in range(3)], [0.1 * rnd.random(64) + 0.1 for _ in range(3)]
+    scores = {(i, k): 0.01 * (1 + i) + 0.003 * (k == "ffn") for i in range(3) for k in ("attention", "ffn")}
+    scores[(1, "attention")] = -0.02
+    se = {g: 0.004 for g in scores}
+    report = _report(G, head_imp, neuron_imp, scores, se=se)
+
+    class Cfg:
+        effective_warmup_fraction, baseline = None, True
+
+    page = _calibrated_group_scores(json.loads(json.dumps(_sensitivity_section(Cfg, report))))
+    c, predicted = calibration(report), fisher_predicted(report)
+    assert page == pytest.approx({f"L{i}.{k}": c[(i, k)] * predicted[(i, k)] for (i, k) in c})
+    assert len(set(round(v, 12) for v in page.values())) == len(page)  # the scores tell the groups apart
