@@ -18,6 +18,11 @@ Variants (all MiniLM, the task's recipe below, the same training / calibration /
 - ``trim-lr1e-4``    ``--trim-learning-rate 1e-4``: the trimmed fine-tune at twice the recipe's learning rate.
 - ``trim-2x``        ``--trim-epochs`` twice the recipe's (the trimmed fine-tune gets 2x the dense model's steps).
 - ``distill-hidden-2x`` distill-hidden + ``--trim-epochs`` twice the recipe's.
+- ``ramp0`` / ``ramp0.6``  ``--ramp 0`` (one-shot: the plan's masks from the first trimmed step) / ``--ramp 0.6``
+                     (the trim grows over 60% of the trimmed steps instead of the default 30%).
+- ``probe0.25``      ``--probe-density 0.25``: every probe cuts its group to a quarter instead of half (closer to
+                     what budget 0.3 removes, so the calibration extrapolates less).
+- ``trim-2x-lr1e-4`` trim-2x and trim-lr1e-4 together (teacher-free, twice the trimmed steps at twice the rate).
 - ``kwon``           the peer: Kwon et al. 2022's retraining-free pipeline in full (``--method fisher-mask``:
                      mask search, rearrangement, mask tuning) on the same dense model, no fine-tuning.
 - ``uniform`` / ``magnitude`` / ``random`` / ``truncate``  the comparison methods (``--method``): the same
@@ -68,6 +73,10 @@ VARIANTS = {
     "trim-lr1e-4": {"trim_learning_rate": 1e-4},
     "trim-2x": {"trim_epochs": "2x"},
     "distill-hidden-2x": {"distill": True, "distill_hidden": 1.0, "trim_epochs": "2x"},
+    "ramp0": {"ramp": 0.0},
+    "ramp0.6": {"ramp": 0.6},
+    "probe0.25": {"probe_density": 0.25},
+    "trim-2x-lr1e-4": {"trim_epochs": "2x", "trim_learning_rate": 1e-4},
     **{m: {"method": m} for m in COMPARISON},
 }
 ORDER = [*VARIANTS, "textpruner"]  # page order; textpruner rows come from benchmarks.peer_textpruner
@@ -75,6 +84,8 @@ FLAGS = {"default": "", "distill": " --distill", "distill-hidden": " --distill -
          "first-version": " --no-baseline --allocation rank --floor-heads 0 --floor-ffn 0", "kwon": " --method fisher-mask",
          "trim-lr1e-4": " --trim-learning-rate 1e-4", "unshrunk": " --allocation calibrated-unshrunk",
          "trim-2x": " --trim-epochs {E2}", "distill-hidden-2x": " --distill --distill-hidden 1 --trim-epochs {E2}",
+         "ramp0": " --ramp 0", "ramp0.6": " --ramp 0.6", "probe0.25": " --probe-density 0.25",
+         "trim-2x-lr1e-4": " --trim-epochs {E2} --trim-learning-rate 1e-4",
          **{m: f" --method {m}" for m in COMPARISON}}
 
 
