@@ -112,10 +112,16 @@ def variant_flags(name: str, flags: str) -> str:
     return flags.format(E2=f"{2 * TASKS[name]['epochs']:g}")
 
 
+def settings(name: str, variant: str) -> dict:
+    """The CompressConfig fields a variant sets for a task ("2x": twice the task's epochs) -- what its FLAGS spell."""
+    return {k: (2 * TASKS[name]["epochs"] if v == "2x" else v) for k, v in VARIANTS[variant].items()}
+
+
 def command(name: str, variant: str, budget: float, seed: int) -> str:
     t = TASKS[name]
     return (f"sensi-edge compress --task {t['task']} --data ../shared/data/{name} --budget {budget} --seed {seed}"
-            + recipe_flags(name) + variant_flags(name, FLAGS[variant]) + f" --output {name}_{variant}_b{budget}_s{seed}")
+            + recipe_flags(name) + variant_flags(name, FLAGS[variant])
+            + f" --output {name}_{variant}_b{budget}_s{seed}")
 
 
 def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, reuse: Path | None, keep: bool) -> dict:
@@ -124,7 +130,7 @@ def run_one(name: str, variant: str, budget: float, seed: int, workdir: Path, re
     cfg = CompressConfig(task=t["task"], data=str(SHARED / name), output=out, budget=budget,
                          recipe=Recipe(epochs=t["epochs"], learning_rate=t.get("learning_rate", 5e-5), seed=seed),
                          max_train_samples=t["max_train_samples"], reuse=reuse, keep_intermediate=keep,
-                         **{k: (v if v != "2x" else 2 * t["epochs"]) for k, v in VARIANTS[variant].items()})
+                         **settings(name, variant))
     start = time.perf_counter()
     result = compress(cfg, resume=(workdir / f"{out.name}.partial").exists())
     return {**result.report, "variant": variant, "command": command(name, variant, budget, seed),

@@ -94,3 +94,40 @@ def test_the_sweep_verdict_judges_the_accurate_recipe_on_its_own_line_part():
     line = next(x for x in accuracy_at_budget.versus(t, "accuracy") if x.startswith("- budget 0.5"))
     assert "default 80.00 (1 seed) is NOT >= every method run: kwon is 2.00 above it on seed 1" in line
     assert "--accurate 83.00 (2 seeds) >= every method run (kwon)" in line
+
+
+def test_every_benchmark_command_builds_the_config_the_benchmark_runs(monkeypatch, tmp_path):
+    """A run's recorded command is how a stranger reproduces its row: parsed by the CLI it must give the config
+    ``run_one`` builds, for every task, variant and budget."""
+    import shlex
+    import sys
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from sensi_edge.compress import CompressConfig
+    from sensi_edge.recipe import Recipe
+
+    compress_module = sys.modules["sensi_edge.compress"]
+    seen = []
+
+    def capture(cfg, resume=False, log=print):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compress_module, "compress", capture)
+    for name, t in accuracy_at_budget.TASKS.items():
+        for variant in accuracy_at_budget.VARIANTS:
+            for budget in (0.3, 0.7):
+                words = shlex.split(accuracy_at_budget.command(name, variant, budget, 2))
+                assert words[:2] == ["sensi-edge", "compress"]
+                res = CliRunner().invoke(app, words[1:])
+                assert res.exit_code == 130, (variant, res.output)
+                got = seen.pop()
+                want = CompressConfig(task=t["task"], data=got.data, output=got.output, budget=budget,
+                                      recipe=Recipe(epochs=t["epochs"], learning_rate=t.get("learning_rate", 5e-5), seed=2),
+                                      max_train_samples=t["max_train_samples"],
+                                      **accuracy_at_budget.settings(name, variant))
+                assert got == want, (name, variant, budget)
+    assert accuracy_at_budget.settings("rt-polarity", "trim-2x-lr1e-4") == {"trim_epochs": 4.0, "trim_learning_rate": 1e-4}
+    assert accuracy_at_budget.settings("squad-v1.1-dev", "trim-2x") == {"trim_epochs": 4.0}
