@@ -271,9 +271,8 @@ def calibration(report, shrink: bool = True) -> dict[tuple[int, str], float]:
     median (without this, on a fine-tuned MiniLM half the groups, whose probes moved the loss by
     +-0.005, were pinned to the lower clip and squeezed to their floors by noise).
     """
-    key = [(g.layer, g.kind) for g in report.groups]
-    return calibrate({k: g.score for k, g in zip(key, report.groups)},
-                     {k: g.score_se for k, g in zip(key, report.groups)}, fisher_predicted(report), shrink)
+    return calibrate({(g.layer, g.kind): g.score for g in report.groups},
+                     {(g.layer, g.kind): g.score_se for g in report.groups}, fisher_predicted(report), shrink)
 
 
 def calibrate(scores: dict, ses: dict, predicted: dict, shrink: bool = True) -> dict:

@@ -185,3 +185,20 @@ if kill_at and os.environ.get("RANK", "0") == "0":
         return real(self, output_dir)
     Trainer._save_rng_state = torn
 """
+
+
+@pytest.fixture()
+def compress_calls(monkeypatch) -> list:
+    """`sensi-edge compress` stopped before any work: each call's (config, resume) is appended to the returned
+    list and the command then exits 130 (as on Ctrl-C), so a test sees the config the flags built."""
+    import sys
+
+    calls = []
+
+    def capture(cfg, resume=False, log=print):
+        calls.append((cfg, resume))
+        raise KeyboardInterrupt
+
+    # the package attribute is the function of that name, so patch the module itself
+    monkeypatch.setattr(sys.modules["sensi_edge.compress"], "compress", capture)
+    return calls

@@ -96,11 +96,10 @@ def test_the_sweep_verdict_judges_the_accurate_recipe_on_its_own_line_part():
     assert "--accurate 83.00 (2 seeds) >= every method run (kwon)" in line
 
 
-def test_every_benchmark_command_builds_the_config_the_benchmark_runs(monkeypatch, tmp_path):
+def test_every_benchmark_command_builds_the_config_the_benchmark_runs(compress_calls):
     """A run's recorded command is how a stranger reproduces its row: parsed by the CLI it must give the config
     ``run_one`` builds, for every task, variant and budget."""
     import shlex
-    import sys
 
     from typer.testing import CliRunner
 
@@ -108,14 +107,6 @@ def test_every_benchmark_command_builds_the_config_the_benchmark_runs(monkeypatc
     from sensi_edge.compress import CompressConfig
     from sensi_edge.recipe import Recipe
 
-    compress_module = sys.modules["sensi_edge.compress"]
-    seen = []
-
-    def capture(cfg, resume=False, log=print):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(compress_module, "compress", capture)
     for name, t in accuracy_at_budget.TASKS.items():
         for variant in accuracy_at_budget.VARIANTS:
             for budget in (0.3, 0.7):
@@ -123,7 +114,7 @@ def test_every_benchmark_command_builds_the_config_the_benchmark_runs(monkeypatc
                 assert words[:2] == ["sensi-edge", "compress"]
                 res = CliRunner().invoke(app, words[1:])
                 assert res.exit_code == 130, (variant, res.output)
-                got = seen.pop()
+                got, _ = compress_calls.pop()
                 want = CompressConfig(task=t["task"], data=got.data, output=got.output, budget=budget,
                                       recipe=Recipe(epochs=t["epochs"], learning_rate=t.get("learning_rate", 5e-5), seed=2),
                                       max_train_samples=t["max_train_samples"],

@@ -45,15 +45,7 @@ def test_library_only_settings_stay_off_the_command_line():
         assert hidden not in res.output
 
 
-def test_the_flags_build_the_config_a_library_caller_would(monkeypatch, tmp_path):
-    compress_module = sys.modules["sensi_edge.compress"]  # the package attribute is the function of that name
-    seen = {}
-
-    def capture(cfg, resume=False, log=print):
-        seen["cfg"], seen["resume"] = cfg, resume
-        raise KeyboardInterrupt  # stop before any work; the CLI answers 130
-
-    monkeypatch.setattr(compress_module, "compress", capture)
+def test_the_flags_build_the_config_a_library_caller_would(compress_calls, tmp_path):
     args = ["compress", "--task", "text-classification", "--data", "d", "--output", str(tmp_path / "o"),
             "--budget", "0.3", "--budget-kind", "flops", "--epochs", "2", "--learning-rate", "1e-4", "--batch-size",
             "16", "--seed", "7", "--sensitivity", "fisher", "--probe-density", "0.25", "--allocation", "rank",
@@ -67,24 +59,16 @@ def test_the_flags_build_the_config_a_library_caller_would(monkeypatch, tmp_path
                           sensitivity_method="fisher", probe_density=0.25, allocation="rank", floor_heads=0.2,
                           distill=True, distill_hidden=1.0, trim_epochs=4.0, method="uniform", text_columns=("a", "b"),
                           label_column="y", num_labels=3, keep_intermediate=True)
-    assert seen["cfg"] == want and seen["resume"] is True
+    assert compress_calls == [(want, True)]
 
 
-def test_accurate_is_the_measured_recipe_and_explicit_flags_win(monkeypatch, tmp_path):
+def test_accurate_is_the_measured_recipe_and_explicit_flags_win(compress_calls, tmp_path):
     """--accurate = --distill --distill-hidden 1 --trim-epochs 2x --epochs (issue 12's rows); a flag given beside
     it keeps its value, and the resolved config is what a caller spelling the flags out would build."""
-    compress_module = sys.modules["sensi_edge.compress"]
-    seen = []
-
-    def capture(cfg, resume=False, log=print):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(compress_module, "compress", capture)
     base = ["compress", "--task", "sst2", "--data", "d", "--output", str(tmp_path / "o"), "--epochs", "2"]
     for extra in (["--accurate"], ["--accurate", "--trim-epochs", "3", "--distill-hidden", "0.5"], []):
         assert CliRunner().invoke(app, base + extra).exit_code == 130
-    accurate, explicit, default = seen
+    accurate, explicit, default = (cfg for cfg, _ in compress_calls)
     spelled = CompressConfig(task="sst2", data="d", output=tmp_path / "o", recipe=Recipe(epochs=2.0), distill=True,
                              distill_hidden=1.0, trim_epochs=4.0)
     assert (accurate.distill, accurate.distill_hidden, accurate.trim_recipe) == \
