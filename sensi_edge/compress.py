@@ -6,8 +6,9 @@ Stages (each skipped on --resume when its artifact exists):
   sensitivity  per-group sensitivity of the analysed model -> sensitivity.json + .png
   plan         sensitivity + budget -> plan.json
   trim         fine-tune the analysed model with the plan's masks (gradual ramp; optionally distilled
-               from the dense model), then physical removal and a masked-vs-pruned parity check
-               -> model/, trim.json
+               from the dense model; its recipe: the flags', or twice the steps at twice the rate under
+               the deep-trim rule of trim_rule.py, or the dense recipe), then physical removal and a
+               masked-vs-pruned parity check -> model/, trim.json
   report       reload model/ from disk, score it -> report.json / report.md
 
 The analysed model -- the one sensitivity is measured on and the trimmed fine-tune starts from --
@@ -73,11 +74,16 @@ class CompressConfig:
                                            help="one-fine-tune mode (--no-baseline): brief dense fine-tune before "
                                                 "sensitivity, as a fraction of the recipe's steps")
     ramp: float = option(0.3, help="fraction of trimmed fine-tuning over which the trim grows (0 = one-shot)")
-    # the trimmed fine-tune's own epochs / learning rate (None = the recipe's): a model trimmed to 30% has
-    # more to recover than the dense model had to learn, so a user may pay it more steps (stated in the report)
-    trim_epochs: float | None = option(None, help="epochs of the trimmed fine-tune", show_default="--epochs")
+    # the trimmed fine-tune's own epochs / learning rate (None = the recipe's, or twice it under the deep-trim rule,
+    # trim_rule.py): a model trimmed to 30% has more to recover than the dense model had to learn, so a user may
+    # pay it more steps (the report states what ran and why)
+    trim_epochs: float | None = option(None, help="epochs of the trimmed fine-tune",
+                                       show_default="--epochs; 2x under the deep-trim rule")
     trim_learning_rate: float | None = option(None, help="learning rate of the trimmed fine-tune",
-                                              show_default="--learning-rate")
+                                              show_default="--learning-rate; 2x under the deep-trim rule")
+    deep_trim: bool = option(True, help="with no --trim-* flag: a teacher-free trim to < 40% of the encoder after a "
+                                        "recipe of < 500 steps fine-tunes twice the epochs at twice the learning rate "
+                                        "(--no-deep-trim: the recipe's)")
     allocation: str = option("calibrated", choices=ALLOCATIONS,
                              help="calibrated (Fisher per unit of cost, scaled per group by its measured probe, shrunk "
                                   "to the median within the probe's noise) | calibrated-unshrunk (no shrinkage) | rank "
@@ -164,7 +170,8 @@ class CompressConfig:
 
     @property
     def trim_recipe(self) -> Recipe:
-        """The recipe of the trimmed fine-tune: the dense recipe, with --trim-epochs / --trim-learning-rate."""
+        """The dense recipe with --trim-epochs / --trim-learning-rate; ``trim_rule.choose`` may still double it
+        (the deep-trim rule needs the plan, which a config does not know)."""
         return replace(self.recipe, epochs=self.recipe.epochs if self.trim_epochs is None else self.trim_epochs,
                        learning_rate=self.recipe.learning_rate if self.trim_learning_rate is None
                        else self.trim_learning_rate)
@@ -411,7 +418,8 @@ def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, mod
             raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
     if resume:  # checked before locking, so a refused resume leaves the folder exactly as it was
         saved = json.loads((work / "run.json").read_text())
-        if saved.get("config") != json.loads(json.dumps(cfg.to_dict())):
+        # a run started before the deep-trim rule existed ran without it: --no-deep-trim resumes it
+        if {"deep_trim": False, **saved.get("config", {})} != json.loads(json.dumps(cfg.to_dict())):
             raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
                                  "or delete it")
     lock.acquire()

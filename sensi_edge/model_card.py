@@ -41,6 +41,10 @@ def render(report: dict) -> str:
         f"- recipe: {report['recipe']['epochs']:g} epochs, learning rate {report['recipe']['learning_rate']:g}, "
         f"batch {report['recipe']['batch_size']}, seed {report['recipe']['seed']}",
     ]
+    if report.get("trim_rule"):  # reports of older runs and of fisher-mask have none
+        tr = report["trim_recipe"]
+        lines.append(f"- trimmed fine-tune: {report['trim_steps']} steps, {tr['epochs']:g} epochs, learning rate "
+                     f"{tr['learning_rate']:g} ({report['trim_rule']['rule']})")
     if labels:
         lines.append(f"- labels: {', '.join(f'{i} {n}' for i, n in enumerate(labels))}")
     lines += [

@@ -96,7 +96,10 @@ def build_report(cfg, task, model_spec, plan, sens, baseline, trim_info, metrics
         "reused_stages_from": str(cfg.reuse) if cfg.reuse else None,
         "rows": {"train": n_train, "calibration_held_out": n_calib, "validation": n_val},
         "recipe": cfg.recipe.to_dict(),
-        "trim_recipe": cfg.trim_recipe.to_dict(),  # differs from recipe only with --trim-epochs / --trim-learning-rate
+        # what the trimmed fine-tune ran and why (trim_rule.choose, recorded by the trim stage); None for a
+        # retraining-free method (fisher-mask), which runs no trimmed fine-tune
+        "trim_recipe": trim_info.train.get("trim_recipe"),
+        "trim_rule": trim_info.train.get("trim_rule"),
         "recipe_steps": recipe_steps,
         "dense_baseline": baseline.metrics if baseline else None,
         "compressed": metrics,
@@ -174,7 +177,10 @@ def render_markdown(r: dict) -> str:
         f"Masked vs pruned max |logit diff|: {r['masked_vs_pruned_max_abs_diff']:.2e}  ",
         f"Analysed and trimmed from: the {r['sensitivity']['analysed_model']}; method {r['method']}"
         + (f", allocation {r['allocation']['name']}, floors {r['allocation']['floors']}" if r["allocation"]["name"] else "")
-        + f"; distilled from the dense model: {'yes' if r['distill'] else 'no'}",
+        + f"; distilled from the dense model: {'yes' if r['distill'] else 'no'}  ",
+        *([f"Trimmed fine-tune: {r['trim_steps']} steps, {r['trim_recipe']['epochs']:g} epochs at learning rate "
+           f"{r['trim_recipe']['learning_rate']:g} ({r['trim_rule']['rule']}: {r['trim_rule']['why']})"]
+          if r.get("trim_rule") else []),
         "",
         "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_seconds"].items())
         + (f"; reused from {r['reused_stages_from']}: " + ", ".join(f"{k} {v}" for k, v in r["reused_wall_seconds"].items())

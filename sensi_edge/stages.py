@@ -289,18 +289,22 @@ def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
     from .finetune import TrimSchedule, finetune
     from .loading import load_for_task
 
+    from .trim_rule import choose
+
     cfg, d = run.cfg, run.data
+    choice = choose(cfg, plan, d["recipe_steps"], run.task.kind)
     run.stage("trim", f"fine-tune with the plan's masks (ramp over {cfg.ramp:.0%} of steps)"
                       + (", distilled from the dense model" if cfg.distill else "")
                       + (f" (hidden states, weight {cfg.distill_hidden:g})" if cfg.distill_hidden else "")
-                      + ", then remove")
+                      + f", then remove; {choice.recipe.epochs:g} epochs at {choice.recipe.learning_rate:g} "
+                        f"({choice.rule}: {choice.why})")
     schedule = TrimSchedule(plan, sens.head_importance, sens.neuron_importance, cfg.ramp)
     teacher = load_for_task(str(run.work / "dense_model"), run.task)[1] if cfg.distill else None
-    model, handle, info = finetune(model, d["tokenizer"], d["train_enc"], cfg.trim_recipe, run.work / "ckpt-trim",
+    model, handle, info = finetune(model, d["tokenizer"], d["train_enc"], choice.recipe, run.work / "ckpt-trim",
                                    resume=run.resume, schedule=schedule, teacher=teacher,
                                    hidden_weight=cfg.distill_hidden)
     handle.remove()
-    return model, info
+    return model, {**info, **choice.to_dict()}
 
 
 def trim(run: Run, sens: SensitivityReport, plan: TrimPlan) -> TrimResult | None:

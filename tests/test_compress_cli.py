@@ -284,6 +284,37 @@ def test_the_trimmed_fine_tune_runs_its_own_epochs_and_learning_rate(tiny_model_
     assert longer["trim_steps"] == 2 * steps and anchor.report["trim_steps"] == steps
 
 
+def test_a_deep_trim_after_a_short_recipe_fine_tunes_twice_the_steps_at_twice_the_rate(tiny_model_dir, tiny_sst2_dir,
+                                                                                       tmp_path):
+    """The deep-trim rule: below 40% of the encoder after a recipe under 500 steps the trimmed fine-tune runs 2x the
+    epochs at 2x the learning rate (the report says so and why); at 0.5, with --no-deep-trim, with a --trim-* flag
+    or with --distill the trimmed fine-tune is the recipe's (or the flags'), and the dense side never changes."""
+    anchor = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "a", budget=0.3, keep_intermediate=True),
+                      log=lambda m: None)
+    deep, steps = anchor.report, anchor.report["recipe_steps"]
+    assert deep["params"]["encoder_ratio"] < 0.4 and steps < 500
+    assert deep["trim_rule"]["rule"] == "deep-trim" and "< 40% and < 500" in deep["trim_rule"]["why"]
+    assert deep["trim_recipe"] == {**deep["recipe"], "epochs": 2 * deep["recipe"]["epochs"],
+                                   "learning_rate": 2 * deep["recipe"]["learning_rate"]}
+    assert deep["trim_steps"] == 2 * steps
+    assert "Trimmed fine-tune: " in (anchor.output / "report.md").read_text()
+
+    def run(name, **kw):
+        return compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / name, reuse=anchor.output, **kw),
+                        log=lambda m: None).report
+
+    off, half = run("off", budget=0.3, deep_trim=False), run("half", budget=0.5)
+    flagged, taught = run("flags", budget=0.3, trim_learning_rate=1e-4), run("kd", budget=0.3, distill=True)
+    for r, rule in ((off, "recipe"), (half, "recipe"), (flagged, "flags"), (taught, "recipe")):
+        assert r["trim_rule"]["rule"] == rule and r["trim_steps"] == steps, r["trim_rule"]
+        assert r["dense_baseline"] == deep["dense_baseline"] and r["recipe"] == deep["recipe"]
+    assert off["trim_recipe"] == off["recipe"] and off["plan"] == deep["plan"] and "--no-deep-trim" in off["trim_rule"]["why"]
+    assert half["params"]["encoder_ratio"] >= 0.4 and half["trim_recipe"] == half["recipe"]
+    assert flagged["trim_recipe"]["learning_rate"] == 1e-4 and flagged["trim_recipe"]["epochs"] == deep["recipe"]["epochs"]
+    kwon = run("kwon", budget=0.3, method="fisher-mask")
+    assert kwon["trim_rule"] is None and kwon["trim_recipe"] is None and kwon["trim_steps"] == 0
+
+
 def test_problems_found_before_training_leave_nothing_behind(tmp_path, tiny_model_dir, tiny_sst2_dir):
     from transformers import RobertaConfig
 
