@@ -418,8 +418,13 @@ def _open_work(work: Path, cfg: CompressConfig, resume: bool, lock: RunLock, mod
             raise SensiEdgeError(f"another run just started in {work}; choose another --output") from None
     if resume:  # checked before locking, so a refused resume leaves the folder exactly as it was
         saved = json.loads((work / "run.json").read_text())
-        # a run started before the deep-trim rule existed ran without it: --no-deep-trim resumes it
-        if {"deep_trim": False, **saved.get("config", {})} != json.loads(json.dumps(cfg.to_dict())):
+        before, now = saved.get("config", {}), json.loads(json.dumps(cfg.to_dict()))
+        # a run started before the deep-trim rule existed ran without it: --no-deep-trim resumes it, and a resume
+        # with the default is told so rather than "different settings" (the user changed no flag)
+        if "deep_trim" not in before and now.get("deep_trim") and {**before, "deep_trim": True} == now:
+            raise SensiEdgeError(f"the run in {work} was started before the deep-trim rule and runs without it; "
+                                 "add --no-deep-trim to --resume it")
+        if {"deep_trim": False, **before} != now:
             raise SensiEdgeError(f"--resume with different settings than the run in {work}; use the same flags "
                                  "or delete it")
     lock.acquire()

@@ -288,7 +288,6 @@ def _retrain(run: Run, sens: SensitivityReport, plan: TrimPlan, model):
     """The trimmed fine-tune (masks grow over the ramp; optionally distilled); the masks are detached after."""
     from .finetune import TrimSchedule, finetune
     from .loading import load_for_task
-
     from .trim_rule import choose
 
     cfg, d = run.cfg, run.data

@@ -53,6 +53,9 @@ def choose(cfg, plan, recipe_steps: int, task_kind: str) -> TrimRecipeChoice:
                                 "teacher-free trim from the fine-tuned dense model, on classification")
     if kept < KEEP_BELOW and recipe_steps < STEPS_BELOW:
         r = cfg.recipe
+        if 2 * r.learning_rate >= 1:  # the recipe allows rates in (0, 1); doubling must not leave that range
+            return TrimRecipeChoice(cfg.trim_recipe, "recipe", f"{facts}; twice the learning rate "
+                                    f"({2 * r.learning_rate:g}) would be >= 1, so the deep-trim rule stands aside")
         return TrimRecipeChoice(replace(r, epochs=2 * r.epochs, learning_rate=2 * r.learning_rate), "deep-trim",
                                 f"{facts} (< {KEEP_BELOW:.0%} and < {STEPS_BELOW}): twice the epochs at twice the "
                                 "learning rate (--no-deep-trim: the recipe's)")

@@ -462,3 +462,27 @@ def test_reuse_refuses_another_task_head_and_survives_a_kill_mid_copy(tiny_model
     done = compress(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "b", reuse=first.output), resume=True,
                     log=lambda m: None)
     assert "baseline" not in done.report["wall_seconds"] and not list(done.output.glob(".*.copy"))
+
+
+def test_a_run_started_before_the_deep_trim_rule_resumes_only_as_it_ran(tiny_model_dir, tiny_sst2_dir, tmp_path):
+    """Its run.json has no deep_trim: it trimmed (or will trim) with the recipe, so --resume needs --no-deep-trim,
+    and the default is refused with that fix named, not as 'different settings', and nothing is written."""
+    from sensi_edge.compress import _open_work
+    from sensi_edge.runlock import RunLock
+
+    work = tmp_path / "old.partial"
+    work.mkdir()
+    old = json.loads(json.dumps(_cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old").to_dict()))
+    del old["deep_trim"]
+    (work / "run.json").write_text(json.dumps({"config": old, "model_path": "m", "sessions": 1}))
+    before = (work / "run.json").read_bytes()
+    with pytest.raises(SensiEdgeError, match="started before the deep-trim rule.*add --no-deep-trim"):
+        _open_work(work, _cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old"), True, RunLock(work), "m")
+    with pytest.raises(SensiEdgeError, match="different settings"):
+        _open_work(work, _cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old", budget=0.3, deep_trim=False), True,
+                   RunLock(work), "m")
+    assert (work / "run.json").read_bytes() == before
+    lock = RunLock(work)
+    _open_work(work, _cfg(tiny_model_dir, tiny_sst2_dir, tmp_path / "old", deep_trim=False), True, lock, "m")
+    lock.release()
+    assert json.loads((work / "run.json").read_text())["sessions"] == 2

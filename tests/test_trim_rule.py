@@ -64,3 +64,15 @@ def test_a_deep_short_run_keeps_the_recipe_or_the_flags_when_the_rule_does_not_a
         assert got.recipe != cfg.recipe  # the user's own trimmed recipe, not doubled and not the dense one
     if kw == {"accurate": True}:
         assert (got.recipe.epochs, got.recipe.learning_rate) == (4.0, 5e-5) and "--accurate" in got.why
+
+
+def test_the_rule_never_doubles_a_learning_rate_out_of_its_range():
+    """A recipe may train at any rate in (0, 1); twice 0.5 would be 1, which the recipe itself refuses."""
+    under, _ = _plans()
+    high = CompressConfig(task="sst2", data="d", output=Path("o"), recipe=Recipe(epochs=2.0, learning_rate=0.5))
+    kept = choose(high, under, STEPS_BELOW - 1, "classification")
+    assert kept.rule == "recipe" and kept.recipe == high.recipe and "stands aside" in kept.why
+    just = CompressConfig(task="sst2", data="d", output=Path("o"), recipe=Recipe(epochs=2.0, learning_rate=0.49))
+    deep = choose(just, under, STEPS_BELOW - 1, "classification")
+    assert deep.rule == "deep-trim" and deep.recipe.learning_rate == pytest.approx(0.98)
+    deep.recipe.check()
